@@ -1,0 +1,146 @@
+"""The per-design estimate: cycles, FPS, latency, resources and feasibility of one Design, with
+the reasons when it does not fit. All figures are analytical ESTIMATES, not synthesis results."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hw_space.boards import Board, load_board
+from hw_space.design import Design
+from hw_space.model import DEFAULT_MAX_UTIL, RESOURCE_NAMES, BatchResult, design_arrays, evaluate_design
+
+
+@dataclass(frozen=True)
+class LayerEstimate:
+    """One hardware stage of the design (an SWG, an MVAU, a pool, the I/O or the engine)."""
+
+    name: str
+    layer: str
+    kind: str
+    template: str
+    cycles: int
+    resources: dict[str, int]
+    pe: int | None = None
+    simd: int | None = None
+    shape: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "layer": self.layer, "kind": self.kind, "template": self.template,
+                "pe": self.pe, "simd": self.simd, "shape": self.shape, "cycles": self.cycles, **self.resources}
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """Whole-design figures. latency_cycles is an upper bound for the dataflow template (the sum
+    of stage cycles; stages overlap in hardware) and exact for the tiled one (layers run in turn)."""
+
+    board: str
+    template: str
+    clock_mhz: float
+    max_util: float
+    ii_cycles: int
+    fps: float
+    latency_cycles: int
+    resources: dict[str, int]
+    capacity: dict[str, int]
+    utilization: dict[str, float]
+    feasible: bool
+    violations: list[str] = field(default_factory=list)
+    layers: list[LayerEstimate] = field(default_factory=list)
+
+    @property
+    def latency_us(self) -> float:
+        return self.latency_cycles / self.clock_mhz
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "board": self.board, "template": self.template, "clock_mhz": self.clock_mhz,
+            "max_util": self.max_util,
+            "layers": [layer.to_dict() for layer in self.layers],
+            "ii_cycles": self.ii_cycles, "fps": self.fps, "latency_cycles": self.latency_cycles,
+            "latency_us": self.latency_us, "resources": self.resources, "capacity": self.capacity,
+            "utilization": self.utilization, "feasible": self.feasible, "violations": self.violations,
+        }
+
+
+def _shape_text(design: Design, layer_name: str) -> str:
+    for layer, (i, o) in zip(design.network.layers, design.network.shapes()):
+        if layer.name == layer_name:
+            return f"{i.channels}x{i.height}x{i.width} -> {o.channels}x{o.height}x{o.width}"
+    return ""
+
+
+def _violations(design: Design, board: Board, result: BatchResult) -> list[str]:
+    out = [st.rule + f" (PE={design.hardware.fold(st.layer).pe}, SIMD={design.hardware.fold(st.layer).simd})"
+           for st in result.stages if not bool(st.legal[0])]
+    for layer in design.network.layers:
+        f = design.hardware.fold(layer.name)
+        if design.hardware.template == "dataflow" and f.weight_memory == "uram" and board.URAM == 0:
+            out.append(f"{layer.name}: weight_memory uram, but board {board.name} has no URAM")
+    for k in RESOURCE_NAMES:
+        used, cap = int(result.resources[k][0]), board.capacity(k)
+        limit = result.max_util * cap
+        if used > limit and not (k == "URAM" and cap == 0 and any("no URAM" in v for v in out)):
+            out.append(f"{k}: {used:,} needed, {int(limit):,} allowed ({result.max_util:.0%} of {cap:,})")
+    if not bool(result.meets_target[0]):
+        out.append(f"FPS {float(result.fps[0]):,.0f} is below the target")
+    return out
+
+
+def estimate(design: Design, board: Board | None = None, max_util: float = DEFAULT_MAX_UTIL,
+             target_fps: float | None = None) -> Estimate:
+    """Estimate one design on its board (or the board given). Never raises for an infeasible
+    design: `feasible` is False and `violations` says why, one line per problem."""
+    board = board or load_board(design.hardware.board)
+    result = evaluate_design(design, board, max_util, target_fps)
+    hw = design.hardware
+    arrays = design_arrays(design)
+    index = {l.name: j for j, l in enumerate(design.network.layers)}
+    layers = []
+    for st in result.stages:
+        pe = simd = None
+        if st.layer in index and hw.template == "dataflow":
+            j = index[st.layer]
+            pe = None if st.kind == "swg" else int(arrays["pe"][j])  # the SWG has SIMD lanes only
+            simd = int(arrays["simd"][j]) if st.kind in ("mvau", "swg") else None
+        layers.append(LayerEstimate(
+            name=st.name, layer=st.layer, kind=st.kind, template=st.template, cycles=int(st.cycles[0]),
+            resources={k: int(v[0]) for k, v in st.res.as_dict().items()}, pe=pe, simd=simd,
+            shape=_shape_text(design, st.layer)))
+    violations = _violations(design, board, result)
+    return Estimate(
+        board=board.name, template=hw.template, clock_mhz=result.clock_mhz, max_util=max_util,
+        ii_cycles=int(result.ii_cycles[0]), fps=float(result.fps[0]), latency_cycles=int(result.latency_cycles[0]),
+        resources={k: int(v[0]) for k, v in result.resources.items()},
+        capacity={k: board.capacity(k) for k in RESOURCE_NAMES},
+        utilization={k: float(v[0]) for k, v in result.utilization.items()},
+        feasible=bool(result.feasible[0]) and not violations, violations=violations, layers=layers)
+
+
+def format_estimate(est: Estimate) -> str:
+    """A human-readable table of the estimate, per stage then totals."""
+    head = f"{'stage':<14}{'kind':<7}{'shape':<22}{'PE':>5}{'SIMD':>6}{'cycles':>12}{'LUT':>9}{'FF':>9}" \
+           f"{'BRAM18':>8}{'URAM':>6}{'DSP':>6}"
+    lines = [f"board {est.board}, template {est.template}, clock {est.clock_mhz:g} MHz "
+             f"(analytical estimate, not synthesis)", head, "-" * len(head)]
+    for l in est.layers:
+        r = l.resources
+        lines.append(f"{l.name:<14}{l.kind:<7}{l.shape:<22}{'' if l.pe is None else l.pe:>5}"
+                     f"{'' if l.simd is None else l.simd:>6}{l.cycles:>12,}{r['LUT']:>9,}{r['FF']:>9,}"
+                     f"{r['BRAM18']:>8,}{r['URAM']:>6,}{r['DSP']:>6,}")
+    lines.append("-" * len(head))
+    lines.append(f"initiation interval {est.ii_cycles:,} cycles -> {est.fps:,.1f} FPS at {est.clock_mhz:g} MHz")
+    bound = "upper bound" if est.template == "dataflow" else "layers in sequence"
+    lines.append(f"latency {est.latency_cycles:,} cycles = {est.latency_us:,.1f} us ({bound})")
+    for k in RESOURCE_NAMES:
+        lines.append(f"{k:<7}{est.resources[k]:>10,} / {est.capacity[k]:>9,}  ({est.utilization[k]:6.1%})")
+    if est.feasible:
+        lines.append(f"feasible: yes (every resource within {est.max_util:.0%} of the board)")
+    else:
+        lines.append("feasible: NO")
+        lines.extend(f"  - {v}" for v in est.violations)
+    return "\n".join(lines)
+
+
+__all__ = ["Estimate", "LayerEstimate", "estimate", "format_estimate"]

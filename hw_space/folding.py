@@ -1,0 +1,276 @@
+"""Resource-aware folding: the fastest per-layer PE/SIMD (or tiled engine) that fits the board, or
+the cheapest that meets a target FPS.
+
+Dataflow: the II is the slowest stage and resources add up over layers, so for a cycle budget T
+each layer independently takes its cheapest option (PE, SIMD, memory style, multiplier style)
+with cycles <= T. We score every layer's options at once with the vectorized model, sweep every
+candidate T, and keep the smallest T whose total fits. "Cheapest" weighs each resource by the
+board's capacity; when the sum does not fit, the weight of the resource that overflows is raised
+and the sweep repeated. FINN's SetFolding, by contrast, walks divisors toward a cycle target and
+ignores resources; `greedy_fold` is that walk (with a fit check) and serves as the baseline.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from hw_space.boards import Board
+from hw_space.design import Design, Engine, LayerFold, Network
+from hw_space.errors import CodesignError
+from hw_space.layers import MAC_AUTO, MAC_DSP, MAC_LUT
+from hw_space.memory import AUTO, BRAM, LUTRAM, URAM
+from hw_space.model import DEFAULT_MAX_UTIL, RESOURCE_NAMES, BatchResult, CostModel
+
+_MEM_NAMES = {AUTO: "auto", BRAM: "bram", LUTRAM: "lutram", URAM: "uram"}
+_MAC_NAMES = {MAC_AUTO: "auto", MAC_LUT: "lut", MAC_DSP: "dsp"}
+_REWEIGHT_ROUNDS = 12
+
+
+def divisors(n: int) -> list[int]:
+    """All positive divisors of n, ascending."""
+    small = [d for d in range(1, int(n ** 0.5) + 1) if n % d == 0]
+    return sorted(set(small + [n // d for d in small]))
+
+
+def legal_folds(network: Network) -> dict[str, tuple[list[int], list[int]]]:
+    """Legal (PE values, SIMD values) per layer: PE divides the output channels, SIMD the input
+    channels of a conv (the SWG emits SIMD channels per cycle) or the input features of a dense
+    layer; a max-pool has PE only (divisors of its channels)."""
+    out: dict[str, tuple[list[int], list[int]]] = {}
+    for layer, (ishape, _) in zip(network.layers, network.shapes()):
+        if layer.type == "conv":
+            out[layer.name] = (divisors(layer.out_channels), divisors(ishape.channels))
+        elif layer.type == "dense":
+            out[layer.name] = (divisors(layer.out_features), divisors(ishape.size))
+        else:
+            out[layer.name] = (divisors(ishape.channels), [1])
+    return out
+
+
+class _LayerOptions:
+    """Every option of one layer with its stage cycles and resources (arrays over options)."""
+
+    def __init__(self, model: CostModel, j: int, mem_styles: list[int], mac_styles: list[int]):
+        layer = model.network.layers[j]
+        pes, simds = legal_folds(model.network)[layer.name]
+        if layer.is_compute:
+            grid = np.array(np.meshgrid(pes, simds, mem_styles, mac_styles, indexing="ij")).reshape(4, -1)
+        else:
+            grid = np.array(np.meshgrid(pes, [1], [AUTO], [MAC_AUTO], indexing="ij")).reshape(4, -1)
+        self.pe, self.simd, self.mem, self.mac = grid
+        n = self.pe.size
+        cols = {k: np.tile(model.default_pe if k == "pe" else np.full(model.L, v), (n, 1))
+                for k, v in (("pe", 1), ("simd", 1), ("mem", AUTO), ("mac", MAC_AUTO))}
+        for key, values in (("pe", self.pe), ("simd", self.simd), ("mem", self.mem), ("mac", self.mac)):
+            cols[key][:, j] = values
+        result = model.evaluate_dataflow(cols["pe"], cols["simd"], mem=cols["mem"], mac=cols["mac"], n=n)
+        stages = [st for st in result.stages if st.layer == layer.name]
+        self.cycles = np.max([st.cycles for st in stages], axis=0)
+        self.res = np.stack([sum(st.res.as_dict()[k] for st in stages) for k in RESOURCE_NAMES], axis=1)
+        keep = np.all([st.legal for st in stages], axis=0)
+        for arr in ("pe", "simd", "mem", "mac", "cycles", "res"):
+            setattr(self, arr, getattr(self, arr)[keep])
+        order = np.argsort(self.cycles, kind="stable")
+        for arr in ("pe", "simd", "mem", "mac", "cycles", "res"):
+            setattr(self, arr, getattr(self, arr)[order])
+
+    def cheapest_under(self, budgets: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        """Index of the cheapest option with cycles <= each budget (-1 where none is fast enough)."""
+        cost = self.res @ weights
+        best = np.minimum.accumulate(cost)
+        # argmin prefix: position of the running minimum
+        idx = np.arange(cost.size)
+        is_new_min = np.r_[True, cost[1:] < best[:-1]]
+        arg_prefix = np.maximum.accumulate(np.where(is_new_min, idx, 0))
+        pos = np.searchsorted(self.cycles, budgets, side="right") - 1
+        return np.where(pos >= 0, arg_prefix[np.maximum(pos, 0)], -1)
+
+
+def _fixed_stages(model: CostModel) -> tuple[int, np.ndarray]:
+    """Cycles and resources of the stages no folding changes: I/O and the platform shell."""
+    base = model.evaluate_dataflow(n=1)
+    fixed = [st for st in base.stages if st.kind in ("io", "shell")]
+    cycles = max(int(st.cycles[0]) for st in fixed)
+    res = np.array([sum(int(st.res.as_dict()[k][0]) for st in fixed) for k in RESOURCE_NAMES])
+    return cycles, res
+
+
+def _dataflow_options(model: CostModel) -> list[_LayerOptions]:
+    mem_styles = [AUTO, BRAM, LUTRAM] + ([URAM] if model.board.URAM > 0 else [])
+    mac_styles = [MAC_LUT, MAC_DSP]
+    return [_LayerOptions(model, j, mem_styles, mac_styles) for j in range(model.L)]
+
+
+def _apply_dataflow(design: Design, options: list[_LayerOptions], picks: list[int]) -> Design:
+    folds: dict[str, LayerFold] = {}
+    for layer, opt, k in zip(design.network.layers, options, picks):
+        if layer.is_compute:
+            folds[layer.name] = LayerFold(pe=int(opt.pe[k]), simd=int(opt.simd[k]),
+                                          weight_memory=_MEM_NAMES[int(opt.mem[k])], mac=_MAC_NAMES[int(opt.mac[k])])
+        else:
+            folds[layer.name] = LayerFold(pe=int(opt.pe[k]))
+    return design.with_hardware(template="dataflow", layers=folds, engine=None)
+
+
+def _fold_dataflow(design: Design, model: CostModel, target_cycles: int | None) -> Design | None:
+    options = _dataflow_options(model)
+    io_cycles, fixed_res = _fixed_stages(model)
+    caps = np.array([model.board.capacity(k) for k in RESOURCE_NAMES], dtype=float)
+    limit = model.max_util * caps
+    if target_cycles is not None:
+        budgets = np.array([target_cycles])
+    else:
+        budgets = np.unique(np.concatenate([opt.cycles for opt in options] + [[io_cycles]]))
+        budgets = budgets[budgets >= io_cycles]
+    if budgets.size == 0 or (target_cycles is not None and io_cycles > target_cycles):
+        return None
+    weights = np.where(caps > 0, 1.0 / np.maximum(caps, 1), 1e6)
+    best: tuple[int, float, list[int]] | None = None
+    for _ in range(_REWEIGHT_ROUNDS):
+        picks = np.stack([opt.cheapest_under(budgets, weights) for opt in options])  # (L, B)
+        ok = np.all(picks >= 0, axis=0)
+        total = np.tile(fixed_res.astype(float), (budgets.size, 1))
+        for opt, pk in zip(options, picks):
+            total += np.where(ok[:, None], opt.res[np.maximum(pk, 0)], 0)
+        fits = ok & np.all(total <= limit, axis=1)
+        if fits.any():
+            b = int(np.argmax(fits))  # smallest fitting budget (budgets ascend)
+            ii = int(max(io_cycles, max(opt.cycles[p] for opt, p in zip(options, picks[:, b]))))
+            peak = float(np.max(np.where(caps > 0, total[b] / np.maximum(caps, 1), 0)))
+            if best is None or (ii, peak) < (best[0], best[1]):
+                best = (ii, peak, [int(p) for p in picks[:, b]])
+            if target_cycles is None and b == 0:
+                break
+        # raise the weight of the resource that overflows most at the budgets that did not fit
+        over = np.where(ok[:, None], total / np.where(limit > 0, limit, 1), 0).max(axis=0)
+        weights = weights * np.where(over > 1, 1 + over, 1.0)
+    if best is None:
+        return None
+    return _apply_dataflow(design, options, best[2])
+
+
+def greedy_fold(design: Design, board: Board, max_util: float = DEFAULT_MAX_UTIL) -> Design:
+    """Baseline in the manner of FINN's SetFolding: repeatedly speed up the bottleneck layer by its
+    next divisor (SIMD first, then PE), keeping only steps after which the design still fits."""
+    model = CostModel(design.network, board, design.hardware.clock_mhz, max_util)
+    folds = legal_folds(design.network)
+    L = model.L
+    pe, simd = model.default_pe.copy(), np.ones(L, dtype=np.int64)
+    frozen = np.zeros(L, dtype=bool)
+
+    def score(p: np.ndarray, s: np.ndarray) -> BatchResult:
+        return model.evaluate_dataflow(p[None, :], s[None, :], n=1)
+
+    current = score(pe, simd)
+    if not current.fits[0]:
+        raise CodesignError(f"nothing fits board {board.name}: even PE = SIMD = 1 exceeds "
+                            f"{max_util:.0%} of a resource")
+    names = [l.name for l in design.network.layers]
+    while True:
+        per_layer = np.zeros(L, dtype=np.int64)
+        for st in current.stages:
+            if st.layer in names:
+                j = names.index(st.layer)
+                per_layer[j] = max(per_layer[j], int(st.cycles[0]))
+        per_layer[frozen] = -1
+        j = int(np.argmax(per_layer))
+        if per_layer[j] < 0:
+            break
+        pes, simds = folds[names[j]]
+        p, s = pe.copy(), simd.copy()
+        if s[j] < simds[-1]:
+            s[j] = simds[simds.index(s[j]) + 1]
+        elif p[j] < pes[-1]:
+            p[j] = pes[pes.index(p[j]) + 1]
+        else:
+            frozen[j] = True
+            continue
+        trial = score(p, s)
+        if trial.fits[0]:
+            pe, simd, current = p, s, trial
+        else:
+            frozen[j] = True
+    layers = {}
+    for j, layer in enumerate(design.network.layers):
+        layers[layer.name] = LayerFold(pe=int(pe[j]), simd=int(simd[j])) if layer.is_compute else LayerFold(pe=int(pe[j]))
+    return design.with_hardware(template="dataflow", layers=layers, engine=None)
+
+
+def _pow2_upto(n: int) -> list[int]:
+    out, v = [], 1
+    while v < n:
+        out.append(v)
+        v *= 2
+    return out + [n]
+
+
+def _fold_tiled(design: Design, model: CostModel, target_cycles: int | None) -> Design | None:
+    net = design.network
+    max_m = max(l.out_channels or l.out_features for l in net.compute_layers)
+    max_n = max(i.channels if l.type == "conv" else i.size for l, (i, _) in zip(net.layers, net.shapes()) if l.is_compute)
+    max_r = max(i.height + 2 * l.padding for l, (i, _) in zip(net.layers, net.shapes()) if l.type == "conv") \
+        if any(l.type == "conv" for l in net.layers) else 1
+    tm_opts = [v for v in _pow2_upto(max_m) if v <= 256]
+    tn_opts = [v for v in _pow2_upto(max_n) if v <= 128]
+    tr_opts = _pow2_upto(max_r)
+    ports = sorted({64, model.board.axi_width})
+    grid = np.array(np.meshgrid(tm_opts, tn_opts, tr_opts, ports, indexing="ij")).reshape(4, -1)
+    tm, tn, tr, port = grid
+    result = model.evaluate_tiled(tm, tn, tr, tr, np.stack([port, port, port], axis=1))
+    ok = result.legal & result.fits
+    if target_cycles is not None:
+        ok &= result.ii_cycles <= target_cycles
+    if not ok.any():
+        return None
+    caps = np.array([max(model.board.capacity(k), 1) for k in RESOURCE_NAMES], dtype=float)
+    cost = np.stack([result.resources[k] for k in RESOURCE_NAMES], axis=1) @ (1.0 / caps)
+    key = np.where(ok, cost if target_cycles is not None else result.ii_cycles + cost / (cost.max() + 1), np.inf)
+    k = int(np.argmin(key))
+    p = int(port[k])
+    engine = Engine(tm=int(tm[k]), tn=int(tn[k]), tr=int(tr[k]), tc=int(tr[k]), input_port=p, weight_port=p, output_port=p)
+    return design.with_hardware(template="tiled", engine=engine, layers={})
+
+
+def fold(design: Design, board: Board, target_fps: float | None = None,
+         max_util: float = DEFAULT_MAX_UTIL) -> Design:
+    """The design with the fastest folding that fits the board (no target), or the cheapest that
+    reaches target_fps. Raises CodesignError, saying why, when nothing fits or the target is out
+    of reach. The network (and its bits) is never changed."""
+    model = CostModel(design.network, board, design.hardware.clock_mhz, max_util)
+    target_cycles = None
+    if target_fps is not None:
+        if target_fps <= 0:
+            raise CodesignError(f"--target-fps must be positive, got {target_fps}")
+        target_cycles = int(np.floor(model.clock_mhz * 1e6 / target_fps))
+    tiled = design.hardware.template == "tiled"
+    folded = (_fold_tiled if tiled else _fold_dataflow)(design, model, target_cycles)
+    if not tiled:
+        try:
+            greedy = greedy_fold(design, board, max_util)
+        except CodesignError:
+            greedy = None
+        # keep the greedy walk's answer in the rare case the sweep's weighting misses it
+        if greedy is not None:
+            g = model.evaluate_designs([greedy])
+            meets = target_cycles is None or int(g.ii_cycles[0]) <= target_cycles
+            if meets and (folded is None or (target_cycles is None and
+                                             int(g.ii_cycles[0]) < int(model.evaluate_designs([folded]).ii_cycles[0]))):
+                folded = greedy
+    if folded is None:
+        if target_fps is None:
+            raise CodesignError(f"no folding of this network fits board {board.name} within {max_util:.0%} of its "
+                                "resources; use a bigger board, raise --max-util or shrink the network")
+        best = None
+        try:
+            best = fold(design, board, None, max_util)
+        except CodesignError:
+            pass
+        reach = "" if best is None else \
+            f"; the fastest folding that fits reaches {float(model.evaluate_designs([best]).fps[0]):,.0f} FPS"
+        raise CodesignError(f"no folding reaches {target_fps:,.0f} FPS on board {board.name} within "
+                            f"{max_util:.0%} of its resources{reach}")
+    final = model.evaluate_designs([folded])
+    assert bool(final.legal[0] and final.fits[0]), "folding produced an infeasible design"
+    return replace(folded)

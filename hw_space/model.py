@@ -1,0 +1,311 @@
+"""The whole-design cost model, vectorized: a fold over the hardware layers of one network skeleton.
+
+`CostModel(network, board)` builds the hardware stages of a network once; `evaluate_*` then
+scores N foldings / bit settings of that skeleton at once with numpy (arrays of shape (N, L),
+L = number of network layers). The per-design `estimate()` is this same code with N = 1, so the
+search's inner loop and the user's report never disagree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from hw_space.boards import Board
+from hw_space.design import Design, Network
+from hw_space.layers import (
+    MAC_CODES,
+    MVAU,
+    PLATFORM_SHELL,
+    MaxPool,
+    Resources,
+    SlidingWindow,
+    StreamIO,
+    TiledConv,
+    TiledEngine,
+    TiledPool,
+    acc_bits,
+)
+from hw_space.memory import MEM_CODES, cdiv
+
+DEFAULT_MAX_UTIL = 0.85
+RESOURCE_NAMES = Resources.NAMES
+
+
+@dataclass
+class StageResult:
+    """Cycles and resources of one hardware stage for every design in the batch."""
+
+    name: str
+    layer: str
+    kind: str
+    template: str
+    cycles: np.ndarray
+    res: Resources
+    legal: np.ndarray
+    rule: str = ""
+    detail: dict = field(default_factory=dict)
+
+
+@dataclass
+class BatchResult:
+    """Whole-design figures for N designs: (N,) arrays plus the per-stage breakdown."""
+
+    stages: list[StageResult]
+    ii_cycles: np.ndarray
+    latency_cycles: np.ndarray
+    fps: np.ndarray
+    resources: dict[str, np.ndarray]
+    utilization: dict[str, np.ndarray]
+    legal: np.ndarray
+    fits: np.ndarray
+    meets_target: np.ndarray
+    clock_mhz: float
+    max_util: float
+
+    @property
+    def feasible(self) -> np.ndarray:
+        return self.legal & self.fits & self.meets_target
+
+    def __len__(self) -> int:
+        return len(self.ii_cycles)
+
+
+def _col(values, n: int, L: int, default) -> np.ndarray:
+    """Broadcast a per-layer array (L,), a batch (N, L) or None (the default) to (N, L) int64."""
+    if values is None:
+        values = default
+    arr = np.asarray(values, dtype=np.int64)
+    return np.broadcast_to(arr, (n, L)) if arr.ndim <= 1 else arr
+
+
+class CostModel:
+    """Analytical cycles and resources of one network skeleton on one board, for batches of designs.
+
+    The skeleton fixes shapes (channels, kernels, strides); folding, memory style, multiplier style
+    and per-layer bits vary per design. target_fps (optional) makes designs below it infeasible.
+    """
+
+    def __init__(self, network: Network, board: Board, clock_mhz: float | None = None,
+                 max_util: float = DEFAULT_MAX_UTIL, target_fps: float | None = None):
+        if not 0 < max_util <= 1:
+            raise ValueError(f"max_util must be in (0, 1], got {max_util}")
+        self.network = network
+        self.board = board
+        self.clock_mhz = float(clock_mhz or board.clock_mhz)
+        self.max_util = max_util
+        self.target_fps = target_fps
+        self.L = len(network.layers)
+        self.shapes = network.shapes()
+        # maxpool stages default to all channels per cycle (FINN's StreamingMaxPool takes a whole
+        # pixel per cycle; comparators are cheap), every other layer to PE = SIMD = 1
+        self.default_pe = np.array([s[0].channels if l.type == "maxpool" else 1
+                                    for l, s in zip(network.layers, self.shapes)], dtype=np.int64)
+        self.weight_bits = np.array([l.weight_bits if l.is_compute else 0 for l in network.layers], dtype=np.int64)
+        self.act_bits = np.array([(l.act_bits or 0) if l.is_compute else 0 for l in network.layers], dtype=np.int64)
+        # index of the compute layer whose activations feed layer j (-1: the network input)
+        self.feeder = []
+        last = -1
+        for j, layer in enumerate(network.layers):
+            self.feeder.append(last)
+            if layer.is_compute:
+                last = j
+        self._build_dataflow()
+        self._build_tiled()
+
+    # ------------------------------------------------------------------ skeletons
+    def _build_dataflow(self) -> None:
+        self.df_layers: list[tuple[int, object, object]] = []  # (layer index, swg or None, mvau/pool)
+        for j, (layer, (ishape, oshape)) in enumerate(zip(self.network.layers, self.shapes)):
+            if layer.type == "conv":
+                p = layer.padding
+                swg = SlidingWindow(f"{layer.name}_swg", ishape.height + 2 * p, ishape.width + 2 * p,
+                                    ishape.channels, layer.kernel, layer.stride, oshape.height, oshape.width)
+                mvau = MVAU(layer.name, layer.kernel * layer.kernel * ishape.channels, layer.out_channels,
+                            oshape.height * oshape.width)
+                self.df_layers.append((j, swg, mvau))
+            elif layer.type == "dense":
+                self.df_layers.append((j, None, MVAU(layer.name, ishape.size, layer.out_features, 1)))
+            else:
+                self.df_layers.append((j, None, MaxPool(layer.name, ishape.height, ishape.width, ishape.channels,
+                                                        layer.kernel, layer.stride)))
+        net = self.network
+        self.io_in = StreamIO("input", net.input.channels * net.input.height * net.input.width, "input")
+        self.io_out = StreamIO("output", net.num_classes, "output")
+
+    def _build_tiled(self) -> None:
+        self.tiled_layers: list[tuple[int, object]] = []
+        max_k = max_mw = max_mh = 1
+        for j, (layer, (ishape, _)) in enumerate(zip(self.network.layers, self.shapes)):
+            if layer.type == "conv":
+                p = layer.padding
+                op = TiledConv(layer.name, ishape.height + 2 * p, ishape.width + 2 * p, ishape.channels,
+                               layer.out_channels, layer.kernel, layer.stride)
+                max_k = max(max_k, layer.kernel)
+                max_mw = max(max_mw, layer.kernel * layer.kernel * ishape.channels)
+                max_mh = max(max_mh, layer.out_channels)
+            elif layer.type == "dense":
+                op = TiledConv(layer.name, 1, 1, ishape.size, layer.out_features, 1, 1)
+                max_mw = max(max_mw, ishape.size)
+                max_mh = max(max_mh, layer.out_features)
+            else:
+                op = TiledPool(layer.name, ishape.size)
+            self.tiled_layers.append((j, op))
+        self.engine = TiledEngine(max_k, max_mw, max_mh)
+
+    # ------------------------------------------------------------------ helpers
+    def _input_bits(self, abits: np.ndarray) -> np.ndarray:
+        """(N, L) bits of the values entering each layer."""
+        n = abits.shape[0]
+        cols = [abits[:, f] if f >= 0 else np.full(n, self.network.input.bits, dtype=np.int64) for f in self.feeder]
+        return np.stack(cols, axis=1)
+
+    def _logit_bits(self, wbits: np.ndarray, in_bits: np.ndarray) -> np.ndarray:
+        """Bits per output logit on the stream: the last accumulator rounded up to whole bytes."""
+        last = self.L - 1
+        mw = self.shapes[last][0].size
+        return 8 * cdiv(acc_bits(mw, wbits[:, last], in_bits[:, last]), 8)
+
+    def _finish(self, stages: list[StageResult], n: int, ii: np.ndarray, latency: np.ndarray) -> BatchResult:
+        total = Resources.zeros(n)
+        for st in stages:
+            total = total + st.res
+        legal = np.ones(n, dtype=bool)
+        for st in stages:
+            legal &= st.legal
+        resources = total.as_dict()
+        util = {}
+        fits = np.ones(n, dtype=bool)
+        for k in RESOURCE_NAMES:
+            cap = self.board.capacity(k)
+            util[k] = resources[k] / cap if cap else np.where(resources[k] > 0, np.inf, 0.0)
+            fits &= resources[k] <= self.max_util * cap
+        fps = self.clock_mhz * 1e6 / np.maximum(ii, 1)
+        meets = fps >= self.target_fps if self.target_fps else np.ones(n, dtype=bool)
+        return BatchResult(stages, ii, latency, fps, resources, util, legal, fits, meets, self.clock_mhz, self.max_util)
+
+    # ------------------------------------------------------------------ dataflow template
+    def evaluate_dataflow(self, pe=None, simd=None, weight_bits=None, act_bits=None, mem=None, mac=None,
+                          n: int | None = None) -> BatchResult:
+        """Score N dataflow designs. Each argument is (N, L), (L,) or None (PE = SIMD = 1, the
+        network's bits, 'auto' memory and multipliers). Entries of maxpool layers: pe only (default:
+        all channels)."""
+        arrays = [a for a in (pe, simd, weight_bits, act_bits, mem, mac) if a is not None and np.ndim(a) == 2]
+        n = n or (arrays[0].shape[0] if arrays else 1)
+        L = self.L
+        pe, simd = _col(pe, n, L, self.default_pe), _col(simd, n, L, 1)
+        wb, ab = _col(weight_bits, n, L, self.weight_bits), _col(act_bits, n, L, self.act_bits)
+        mem, mac = _col(mem, n, L, 0), _col(mac, n, L, 0)
+        in_bits = self._input_bits(ab)
+        axi = self.board.axi_width
+        stages: list[StageResult] = []
+        in_el_bits = np.full(n, self.network.input.bits, dtype=np.int64)
+        stages.append(StageResult("input", "input", "io", self.io_in.template, self.io_in.cycles(in_el_bits, axi),
+                                  self.io_in.resources(in_el_bits, axi), np.ones(n, dtype=bool)))
+        for j, swg, op in self.df_layers:
+            name = self.network.layers[j].name
+            if isinstance(op, MaxPool):
+                stages.append(StageResult(name, name, op.kind, op.template, op.cycles(pe[:, j]),
+                                          op.resources(pe[:, j], in_bits[:, j]), op.legal(pe[:, j]),
+                                          f"{name}: channels ({op.channels}) must be divisible by PE"))
+                continue
+            if swg is not None:
+                stages.append(StageResult(swg.name, name, swg.kind, swg.template, swg.cycles(simd[:, j]),
+                                          swg.resources(simd[:, j], in_bits[:, j], mem[:, j]), swg.legal(simd[:, j]),
+                                          f"{name}: input channels ({swg.channels}) must be divisible by SIMD"))
+            stages.append(StageResult(
+                name, name, op.kind, op.template, op.cycles(pe[:, j], simd[:, j], wb[:, j], mem[:, j], axi),
+                op.resources(pe[:, j], simd[:, j], wb[:, j], in_bits[:, j], ab[:, j], mem[:, j], mac[:, j]),
+                op.legal(pe[:, j], simd[:, j]),
+                f"{name}: MH ({op.mh}) must be divisible by PE and MW ({op.mw}) by SIMD"))
+        out_bits = self._logit_bits(wb, in_bits)
+        stages.append(StageResult("output", "output", "io", self.io_out.template, self.io_out.cycles(out_bits, axi),
+                                  self.io_out.resources(out_bits, axi), np.ones(n, dtype=bool)))
+        shell = Resources(*(np.full(n, PLATFORM_SHELL[k], dtype=np.int64) for k in RESOURCE_NAMES))
+        stages.append(StageResult("platform", "platform", "shell", "axi_dma", np.zeros(n, dtype=np.int64), shell,
+                                  np.ones(n, dtype=bool)))
+        cycles = np.stack([st.cycles for st in stages], axis=1)
+        # Streaming stages overlap: the slowest sets the initiation interval; the sum of all stage
+        # cycles bounds the latency of one frame from above (stages start before their producers end).
+        return self._finish(stages, n, cycles.max(axis=1), cycles.sum(axis=1))
+
+    def evaluate_designs(self, designs: list[Design]) -> BatchResult:
+        """Score designs that share this skeleton (same template) in one vectorized call."""
+        if not designs:
+            raise ValueError("no designs to evaluate")
+        template = designs[0].hardware.template
+        if any(d.hardware.template != template for d in designs):
+            raise ValueError("evaluate_designs needs designs of one template")
+        cols = [design_arrays(d) for d in designs]
+        stack = {k: np.stack([c[k] for c in cols]) for k in cols[0]}
+        if template == "tiled":
+            return self.evaluate_tiled(stack["tm"], stack["tn"], stack["tr"], stack["tc"], stack["ports"],
+                                       stack["weight_bits"], stack["act_bits"])
+        return self.evaluate_dataflow(stack["pe"], stack["simd"], stack["weight_bits"], stack["act_bits"],
+                                      stack["mem"], stack["mac"])
+
+    # ------------------------------------------------------------------ tiled template
+    def evaluate_tiled(self, tm, tn, tr, tc, ports=64, weight_bits=None, act_bits=None) -> BatchResult:
+        """Score N tiled-engine designs: tm, tn, tr, tc are (N,) arrays; ports (N, 3) or a scalar
+        width for the input, weight and output ports; layers run one after another."""
+        tm, tn, tr, tc = (np.atleast_1d(np.asarray(v, dtype=np.int64)) for v in (tm, tn, tr, tc))
+        n = max(len(tm), len(tn), len(tr), len(tc))
+        tm, tn, tr, tc = (np.broadcast_to(v, (n,)) for v in (tm, tn, tr, tc))
+        ports = np.broadcast_to(np.asarray(ports, dtype=np.int64), (n, 3)) if np.ndim(ports) != 2 else np.asarray(ports)
+        L = self.L
+        wb, ab = _col(weight_bits, n, L, self.weight_bits), _col(act_bits, n, L, self.act_bits)
+        in_bits = self._input_bits(ab)
+        logit_bits = self._logit_bits(wb, in_bits)
+        stages: list[StageResult] = []
+        ok = (tm >= 1) & (tn >= 1) & (tr >= 1) & (tc >= 1)
+        compute = [j for j, layer in enumerate(self.network.layers) if layer.is_compute]
+        for j, op in self.tiled_layers:
+            name = self.network.layers[j].name
+            if isinstance(op, TiledPool):
+                cyc = op.cycles(in_bits[:, j], ports[:, 2])
+            else:
+                out_bits = logit_bits if j == L - 1 else ab[:, j]
+                cyc = op.cycles(tm, tn, tr, tc, in_bits[:, j], wb[:, j], out_bits, ports[:, 0], ports[:, 1], ports[:, 2])
+            stages.append(StageResult(name, name, op.kind, op.template, cyc, Resources.zeros(n), np.ones(n, dtype=bool)))
+        w_max = wb[:, compute].max(axis=1)
+        a_max = in_bits[:, compute].max(axis=1)
+        o_max = ab[:, compute].max(axis=1)
+        eng = self.engine.resources(tm, tn, tr, tc, w_max, a_max, o_max)
+        stages.append(StageResult("engine", "engine", "engine", self.engine.template, np.zeros(n, dtype=np.int64),
+                                  eng, ok, "engine: tm, tn, tr and tc must be >= 1"))
+        shell = Resources(*(np.full(n, PLATFORM_SHELL[k], dtype=np.int64) for k in RESOURCE_NAMES))
+        stages.append(StageResult("platform", "platform", "shell", "axi_dma", np.zeros(n, dtype=np.int64), shell,
+                                  np.ones(n, dtype=bool)))
+        total = np.stack([st.cycles for st in stages], axis=1).sum(axis=1)
+        # Layer after layer on one engine: a frame's latency is the sum, and so is the II.
+        return self._finish(stages, n, total, total)
+
+
+def design_arrays(design: Design) -> dict[str, np.ndarray]:
+    """The per-layer arrays (L,) of one design, in the form CostModel.evaluate_* takes."""
+    layers = design.network.layers
+    hw = design.hardware
+    folds = [hw.fold(l.name) for l in layers]
+    shapes = design.network.shapes()
+    out = {
+        "pe": np.array([shapes[j][0].channels if l.type == "maxpool" and l.name not in hw.layers else f.pe
+                        for j, (f, l) in enumerate(zip(folds, layers))], dtype=np.int64),
+        "simd": np.array([f.simd if l.is_compute else 1 for f, l in zip(folds, layers)], dtype=np.int64),
+        "weight_bits": np.array([l.weight_bits if l.is_compute else 0 for l in layers], dtype=np.int64),
+        "act_bits": np.array([(l.act_bits or 0) if l.is_compute else 0 for l in layers], dtype=np.int64),
+        "mem": np.array([MEM_CODES[f.weight_memory] for f in folds], dtype=np.int64),
+        "mac": np.array([MAC_CODES[f.mac] for f in folds], dtype=np.int64),
+    }
+    e = hw.engine
+    if e is not None:
+        out.update(tm=np.int64(e.tm), tn=np.int64(e.tn), tr=np.int64(e.tr), tc=np.int64(e.tc),
+                   ports=np.array([e.input_port, e.weight_port, e.output_port], dtype=np.int64))
+    return out
+
+
+def evaluate_design(design: Design, board: Board, max_util: float = DEFAULT_MAX_UTIL,
+                    target_fps: float | None = None) -> BatchResult:
+    """One design through the vectorized model (N = 1)."""
+    model = CostModel(design.network, board, design.hardware.clock_mhz, max_util, target_fps)
+    return model.evaluate_designs([design])
