@@ -26,6 +26,13 @@ class Board:
     DSP: int
     clock_mhz: float
     axi_width: int
+    # LUTs that can be distributed RAM (SLICEM LUTs). Optional in the YAML; by default a third of
+    # the LUTs, as on the xc7z020 (17,400 of 53,200); UltraScale+ parts have a bit more.
+    LUTRAM: int | None = None
+
+    @property
+    def lutram_capacity(self) -> int:
+        return self.LUTRAM if self.LUTRAM is not None else self.LUT // 3
 
     def capacity(self, resource: str) -> int:
         return int(getattr(self, resource))
@@ -33,6 +40,7 @@ class Board:
     def to_dict(self) -> dict:
         d = asdict(self)
         d.pop("name")
+        d.pop("LUTRAM")  # a derived, optional figure; the board table lists the primary resources
         return d
 
 
@@ -40,8 +48,8 @@ def _parse_board(data: object, source: str, default_name: str) -> Board:
     if not isinstance(data, dict):
         raise CodesignError("expected a mapping of board fields", source=source)
     for key in data:
-        if key not in _FIELDS + ("name",):
-            raise CodesignError(f"{key}: unknown field; allowed: name, {', '.join(_FIELDS)}", source=source)
+        if key not in _FIELDS + ("name", "LUTRAM"):
+            raise CodesignError(f"{key}: unknown field; allowed: name, {', '.join(_FIELDS)}, LUTRAM", source=source)
     for key in _FIELDS:
         if key not in data:
             raise CodesignError(f"{key}: missing (required)", source=source)
@@ -56,9 +64,12 @@ def _parse_board(data: object, source: str, default_name: str) -> Board:
     clk = data["clock_mhz"]
     if isinstance(clk, bool) or not isinstance(clk, (int, float)) or not 1 <= clk <= 1000:
         raise CodesignError(f"clock_mhz: {clk!r} is not allowed; allowed: a number of MHz in 1..1000", source=source)
+    lutram = data.get("LUTRAM")
+    if lutram is not None and (isinstance(lutram, bool) or not isinstance(lutram, int) or not 0 <= lutram <= data["LUT"]):
+        raise CodesignError(f"LUTRAM: expected the number of memory-capable LUTs (0..LUT), got {lutram!r}", source=source)
     name = str(data.get("name", default_name))
     return Board(name=name, part=data["part"], LUT=data["LUT"], FF=data["FF"], BRAM18=data["BRAM18"],
-                 URAM=data["URAM"], DSP=data["DSP"], clock_mhz=float(clk), axi_width=data["axi_width"])
+                 URAM=data["URAM"], DSP=data["DSP"], clock_mhz=float(clk), axi_width=data["axi_width"], LUTRAM=lutram)
 
 
 def board_names() -> list[str]:

@@ -343,6 +343,8 @@ _LAYER_KEYS = {
     "maxpool": ("name", "type", "kernel", "stride"),
 }
 _PREFIX = {"conv": "conv", "dense": "fc", "maxpool": "pool"}
+# names the cost model and the HLS backend use for their own stages
+RESERVED_NAMES = ("input", "output", "platform", "engine")
 
 
 def _parse_layers(r: _Reader, data: Any) -> tuple[Layer, ...]:
@@ -351,6 +353,7 @@ def _parse_layers(r: _Reader, data: Any) -> tuple[Layer, ...]:
     counters = {t: 0 for t in LAYER_TYPES}
     layers: list[Layer] = []
     last = len(data) - 1
+    explicit = {raw.get("name") for raw in data if isinstance(raw, dict)}
     for i, raw in enumerate(data):
         where = f"network.layers[{i}]"
         d = r.mapping(raw, where)
@@ -358,11 +361,18 @@ def _parse_layers(r: _Reader, data: Any) -> tuple[Layer, ...]:
         if ltype not in LAYER_TYPES:
             raise r.fail(f"{where}.type", f"{ltype!r} is not allowed; allowed: {', '.join(LAYER_TYPES)}")
         r.keys(d, where, _LAYER_KEYS[ltype])
-        name = d.get("name", f"{_PREFIX[ltype]}{counters[ltype]}")
-        counters[ltype] += 1
+        if "name" in d:
+            name = d["name"]
+        else:  # default names skip the ones the file gives explicitly
+            while f"{_PREFIX[ltype]}{counters[ltype]}" in explicit:
+                counters[ltype] += 1
+            name = f"{_PREFIX[ltype]}{counters[ltype]}"
+            counters[ltype] += 1
         if not isinstance(name, str) or not _NAME_RE.match(name):
             raise r.fail(f"{where}.name", f"{name!r} is not a valid name; allowed: letters, digits and _, "
                          "starting with a letter or _, at most 64 characters")
+        if name in RESERVED_NAMES:
+            raise r.fail(f"{where}.name", f"{name!r} is reserved for a hardware stage; not allowed: {', '.join(RESERVED_NAMES)}")
         where = f"network.layers[{i}] ({name})"
         if ltype == "maxpool":
             k = r.int(d, "kernel", where, 1, 64, default=2)

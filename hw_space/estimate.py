@@ -76,13 +76,18 @@ def _violations(design: Design, board: Board, result: BatchResult) -> list[str]:
            for st in result.stages if not bool(st.legal[0])]
     for layer in design.network.layers:
         f = design.hardware.fold(layer.name)
-        if design.hardware.template == "dataflow" and f.weight_memory == "uram" and board.URAM == 0:
+        uses_uram = any(st.layer == layer.name and int(st.res.URAM[0]) > 0 for st in result.stages)
+        if design.hardware.template == "dataflow" and f.weight_memory == "uram" and board.URAM == 0 and uses_uram:
             out.append(f"{layer.name}: weight_memory uram, but board {board.name} has no URAM")
     for k in RESOURCE_NAMES:
         used, cap = int(result.resources[k][0]), board.capacity(k)
         limit = result.max_util * cap
         if used > limit and not (k == "URAM" and cap == 0 and any("no URAM" in v for v in out)):
             out.append(f"{k}: {used:,} needed, {int(limit):,} allowed ({result.max_util:.0%} of {cap:,})")
+    lutram, lutram_cap = int(result.lutram[0]), board.lutram_capacity
+    if lutram > result.max_util * lutram_cap:
+        out.append(f"LUTRAM: {lutram:,} LUTs of distributed RAM needed, {int(result.max_util * lutram_cap):,} allowed "
+                   f"({result.max_util:.0%} of the {lutram_cap:,} memory-capable LUTs); use weight_memory bram")
     if not bool(result.meets_target[0]):
         out.append(f"FPS {float(result.fps[0]):,.0f} is below the target")
     return out

@@ -26,6 +26,16 @@ from hw_space.model import DEFAULT_MAX_UTIL, RESOURCE_NAMES, BatchResult, CostMo
 _MEM_NAMES = {AUTO: "auto", BRAM: "bram", LUTRAM: "lutram", URAM: "uram"}
 _MAC_NAMES = {MAC_AUTO: "auto", MAC_LUT: "lut", MAC_DSP: "dsp"}
 _REWEIGHT_ROUNDS = 12
+# what the optimizer budgets: the board resources plus distributed RAM (SLICEM LUTs)
+_BUDGETED = RESOURCE_NAMES + ("LUTRAM",)
+
+
+def _capacities(board: Board) -> np.ndarray:
+    return np.array([board.capacity(k) for k in RESOURCE_NAMES] + [board.lutram_capacity], dtype=float)
+
+
+def _stage_sum(stages, k: str):
+    return sum(st.res.LUTRAM if k == "LUTRAM" else st.res.as_dict()[k] for st in stages)
 
 
 def divisors(n: int) -> list[int]:
@@ -68,7 +78,7 @@ class _LayerOptions:
         result = model.evaluate_dataflow(cols["pe"], cols["simd"], mem=cols["mem"], mac=cols["mac"], n=n)
         stages = [st for st in result.stages if st.layer == layer.name]
         self.cycles = np.max([st.cycles for st in stages], axis=0)
-        self.res = np.stack([sum(st.res.as_dict()[k] for st in stages) for k in RESOURCE_NAMES], axis=1)
+        self.res = np.stack([_stage_sum(stages, k) for k in _BUDGETED], axis=1)
         keep = np.all([st.legal for st in stages], axis=0)
         for arr in ("pe", "simd", "mem", "mac", "cycles", "res"):
             setattr(self, arr, getattr(self, arr)[keep])
@@ -93,7 +103,7 @@ def _fixed_stages(model: CostModel) -> tuple[int, np.ndarray]:
     base = model.evaluate_dataflow(n=1)
     fixed = [st for st in base.stages if st.kind in ("io", "shell")]
     cycles = max(int(st.cycles[0]) for st in fixed)
-    res = np.array([sum(int(st.res.as_dict()[k][0]) for st in fixed) for k in RESOURCE_NAMES])
+    res = np.array([int(np.asarray(_stage_sum(fixed, k))[0]) for k in _BUDGETED])
     return cycles, res
 
 
@@ -117,7 +127,7 @@ def _apply_dataflow(design: Design, options: list[_LayerOptions], picks: list[in
 def _fold_dataflow(design: Design, model: CostModel, target_cycles: int | None) -> Design | None:
     options = _dataflow_options(model)
     io_cycles, fixed_res = _fixed_stages(model)
-    caps = np.array([model.board.capacity(k) for k in RESOURCE_NAMES], dtype=float)
+    caps = _capacities(model.board)
     limit = model.max_util * caps
     if target_cycles is not None:
         budgets = np.array([target_cycles])

@@ -30,15 +30,16 @@ class Resources:
     BRAM18: np.ndarray
     URAM: np.ndarray
     DSP: np.ndarray
+    LUTRAM: np.ndarray | int = 0  # the part of LUT used as distributed RAM (only SLICEM LUTs can)
 
     NAMES = ("LUT", "FF", "BRAM18", "URAM", "DSP")
 
     @classmethod
     def zeros(cls, n: int) -> Resources:
-        return cls(*(np.zeros(n, dtype=np.int64) for _ in cls.NAMES))
+        return cls(*(np.zeros(n, dtype=np.int64) for _ in cls.NAMES), LUTRAM=np.zeros(n, dtype=np.int64))
 
     def __add__(self, other: Resources) -> Resources:
-        return Resources(*(getattr(self, k) + getattr(other, k) for k in self.NAMES))
+        return Resources(*(getattr(self, k) + getattr(other, k) for k in self.NAMES), LUTRAM=self.LUTRAM + other.LUTRAM)
 
     def as_dict(self) -> dict[str, np.ndarray]:
         return {k: getattr(self, k) for k in self.NAMES}
@@ -48,10 +49,10 @@ def _ints(*values):
     return tuple(np.asarray(v, dtype=np.int64) for v in values)
 
 
-def _res(n_like, lut=0, ff=0, bram=0, uram=0, dsp=0) -> Resources:
+def _res(n_like, lut=0, ff=0, bram=0, uram=0, dsp=0, lutram=0) -> Resources:
     shape = np.shape(n_like)
     return Resources(*(np.broadcast_to(np.asarray(np.ceil(v), dtype=np.int64), shape).copy()
-                       for v in (lut, ff, bram, uram, dsp)))
+                       for v in (lut, ff, bram, uram, dsp, lutram)))
 
 
 def acc_bits(mw, wbits, abits):
@@ -116,7 +117,7 @@ class StreamIO:
     def resources(self, elem_bits, axi_width: int) -> Resources:
         (elem_bits,) = _ints(elem_bits)
         # Width conversion to/from the AXI word: a register of each width and a small counter.
-        return _res(elem_bits, lut=60 + 0 * elem_bits, ff=axi_width + elem_bits + 32)
+        return _res(elem_bits, lut=60, ff=axi_width + elem_bits + 32)
 
 
 @dataclass(frozen=True)
@@ -151,17 +152,21 @@ class SlidingWindow:
         return self.ifm_w * k * c + self.ofm_h * np.maximum(self.ofm_w * k * k * c, self.stride * self.ifm_w * c)
 
     def buffer(self, simd, in_bits):
-        """(width bits, depth words) of the line buffer: K rows of the padded input."""
+        """(blocks, width bits, depth words) of the line buffer. As in finn-hlslib's
+        ConvolutionInputGenerator: K/S + 1 row blocks (K + S rows in all), each S*IFMw*C/SIMD words
+        of SIMD*A bits, kept as separate memories so one is written while the others are read."""
         simd, in_bits = _ints(simd, in_bits)
-        return simd * in_bits, self.kernel * self.ifm_w * cdiv(self.channels, simd)
+        blocks = cdiv(self.kernel, self.stride) + 1
+        return blocks, simd * in_bits, self.stride * self.ifm_w * cdiv(self.channels, simd)
 
     def resources(self, simd, in_bits, style=0) -> Resources:
-        """Line buffer by the memory ladder plus ~300 LUTs of address/control logic (FINN's
-        ConvolutionInputGenerator lut_estimation constant) and a SIMD-wide output register."""
-        width, depth = self.buffer(simd, in_bits)
-        style = np.where(np.asarray(style) == EXTERNAL, 0, style)  # line buffers are always on chip
+        """Line buffer by the memory ladder (the model passes 'auto': the weights' memory style
+        does not apply to it) plus ~300 LUTs of address/control logic (FINN's ConvolutionInputGenerator
+        lut_estimation constant) and a SIMD-wide output register."""
+        blocks, width, depth = self.buffer(simd, in_bits)
         lut, bram, uram = memory_cost(style, width, depth)
-        return _res(width, lut=300 + lut, ff=2 * width + 64, bram=bram, uram=uram)
+        return _res(width, lut=300 + blocks * lut, ff=2 * width + 64, bram=blocks * bram, uram=blocks * uram,
+                    lutram=blocks * lut)
 
 
 @dataclass(frozen=True)
@@ -213,7 +218,7 @@ class MVAU:
         lut = mac_array_luts(pe, simd, wbits, in_bits, acc, out_bits, cdiv(self.mh, pe), dsp_path) + mem_lut
         dsp = np.where(dsp_path, pe * simd * cdiv(wbits + in_bits, 48), 0)
         ff = 200 + pe * (simd * (wbits + in_bits) + 2 * acc + np.maximum(out_bits, 1))
-        return _res(pe, lut=lut, ff=ff, bram=bram, uram=uram, dsp=dsp)
+        return _res(pe, lut=lut, ff=ff, bram=bram, uram=uram, dsp=dsp, lutram=mem_lut)
 
 
 @dataclass(frozen=True)
@@ -246,7 +251,7 @@ class MaxPool:
         pe, bits = _ints(pe, bits)
         depth = cdiv(self.ifm_w, self.stride) * cdiv(self.channels, pe)
         lut, bram, uram = memory_cost(0, pe * bits, depth)
-        return _res(pe, lut=100 + 2 * pe * bits + lut, ff=64 + 2 * pe * bits, bram=bram, uram=uram)
+        return _res(pe, lut=100 + 2 * pe * bits + lut, ff=64 + 2 * pe * bits, bram=bram, uram=uram, lutram=lut)
 
 
 @dataclass(frozen=True)
@@ -335,7 +340,7 @@ class TiledEngine:
             bram = bram + 2 * banks * b
             uram = uram + 2 * banks * u
         ff = 500 + tm * tn * (wbits + in_bits) + tm * 2 * acc
-        return _res(tm, lut=lut + lut_mem, ff=ff, bram=bram, uram=uram, dsp=dsp)
+        return _res(tm, lut=lut + lut_mem, ff=ff, bram=bram, uram=uram, dsp=dsp, lutram=lut_mem)
 
 
 # The AXI DMA, its interconnect and reset logic around every accelerator. Approximate utilization

@@ -27,7 +27,8 @@ def bram18_count(width, depth):
     """RAMB18 blocks for a width x depth memory.
 
     The ladder is the simple-dual-port aspect ratios of a 7-series/UltraScale RAMB18 (16Kx1, 8Kx2,
-    4Kx4, 2Kx9, 1Kx18, 512x36), the same ladder FINN's MVAU bram_estimation uses.
+    4Kx4, 2Kx9, 1Kx18, 512x36), counting the parity bits as data (FINN's MVAU bram_estimation
+    uses the same depths but 8/16/32-bit widths, so it counts more blocks for 9/18/36-bit words).
     """
     width = np.asarray(width, dtype=np.int64)
     depth = np.asarray(depth, dtype=np.int64)

@@ -63,6 +63,7 @@ class BatchResult:
     meets_target: np.ndarray
     clock_mhz: float
     max_util: float
+    lutram: np.ndarray
 
     @property
     def feasible(self) -> np.ndarray:
@@ -167,6 +168,13 @@ class CostModel:
         mw = self.shapes[last][0].size
         return 8 * cdiv(acc_bits(mw, wbits[:, last], in_bits[:, last]), 8)
 
+    @staticmethod
+    def _shell_stage(n: int) -> StageResult:
+        shell = Resources(*(np.full(n, PLATFORM_SHELL[k], dtype=np.int64) for k in RESOURCE_NAMES),
+                          LUTRAM=np.zeros(n, dtype=np.int64))
+        return StageResult("platform", "platform", "shell", "axi_dma", np.zeros(n, dtype=np.int64), shell,
+                           np.ones(n, dtype=bool))
+
     def _finish(self, stages: list[StageResult], n: int, ii: np.ndarray, latency: np.ndarray) -> BatchResult:
         total = Resources.zeros(n)
         for st in stages:
@@ -181,9 +189,13 @@ class CostModel:
             cap = self.board.capacity(k)
             util[k] = resources[k] / cap if cap else np.where(resources[k] > 0, np.inf, 0.0)
             fits &= resources[k] <= self.max_util * cap
+        # distributed RAM must fit the memory-capable (SLICEM) LUTs, whatever the total LUT count
+        lutram = total.LUTRAM
+        fits &= lutram <= self.max_util * self.board.lutram_capacity
         fps = self.clock_mhz * 1e6 / np.maximum(ii, 1)
         meets = fps >= self.target_fps if self.target_fps else np.ones(n, dtype=bool)
-        return BatchResult(stages, ii, latency, fps, resources, util, legal, fits, meets, self.clock_mhz, self.max_util)
+        return BatchResult(stages, ii, latency, fps, resources, util, legal, fits, meets, self.clock_mhz, self.max_util,
+                           lutram)
 
     # ------------------------------------------------------------------ dataflow template
     def evaluate_dataflow(self, pe=None, simd=None, weight_bits=None, act_bits=None, mem=None, mac=None,
@@ -212,7 +224,7 @@ class CostModel:
                 continue
             if swg is not None:
                 stages.append(StageResult(swg.name, name, swg.kind, swg.template, swg.cycles(simd[:, j]),
-                                          swg.resources(simd[:, j], in_bits[:, j], mem[:, j]), swg.legal(simd[:, j]),
+                                          swg.resources(simd[:, j], in_bits[:, j]), swg.legal(simd[:, j]),
                                           f"{name}: input channels ({swg.channels}) must be divisible by SIMD"))
             stages.append(StageResult(
                 name, name, op.kind, op.template, op.cycles(pe[:, j], simd[:, j], wb[:, j], mem[:, j], axi),
@@ -222,9 +234,7 @@ class CostModel:
         out_bits = self._logit_bits(wb, in_bits)
         stages.append(StageResult("output", "output", "io", self.io_out.template, self.io_out.cycles(out_bits, axi),
                                   self.io_out.resources(out_bits, axi), np.ones(n, dtype=bool)))
-        shell = Resources(*(np.full(n, PLATFORM_SHELL[k], dtype=np.int64) for k in RESOURCE_NAMES))
-        stages.append(StageResult("platform", "platform", "shell", "axi_dma", np.zeros(n, dtype=np.int64), shell,
-                                  np.ones(n, dtype=bool)))
+        stages.append(self._shell_stage(n))
         cycles = np.stack([st.cycles for st in stages], axis=1)
         # Streaming stages overlap: the slowest sets the initiation interval; the sum of all stage
         # cycles bounds the latency of one frame from above (stages start before their producers end).
@@ -274,9 +284,7 @@ class CostModel:
         eng = self.engine.resources(tm, tn, tr, tc, w_max, a_max, o_max)
         stages.append(StageResult("engine", "engine", "engine", self.engine.template, np.zeros(n, dtype=np.int64),
                                   eng, ok, "engine: tm, tn, tr and tc must be >= 1"))
-        shell = Resources(*(np.full(n, PLATFORM_SHELL[k], dtype=np.int64) for k in RESOURCE_NAMES))
-        stages.append(StageResult("platform", "platform", "shell", "axi_dma", np.zeros(n, dtype=np.int64), shell,
-                                  np.ones(n, dtype=bool)))
+        stages.append(self._shell_stage(n))
         total = np.stack([st.cycles for st in stages], axis=1).sum(axis=1)
         # Layer after layer on one engine: a frame's latency is the sum, and so is the II.
         return self._finish(stages, n, total, total)
