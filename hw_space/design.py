@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -18,6 +16,7 @@ from typing import Any
 import yaml
 
 from hw_space.errors import CodesignError
+from hw_space.files import atomic_write_text
 
 LAYER_TYPES = ("conv", "dense", "maxpool")
 TEMPLATES = ("dataflow", "tiled")
@@ -258,26 +257,6 @@ def _dump_yaml(data: dict[str, Any]) -> str:
         hw["engine"] = _FlowDict(hw["engine"])
     return yaml.dump({"network": net, "hardware": hw}, Dumper=_Dumper, sort_keys=False,
                      default_flow_style=False, width=200)
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write via a temporary file in the same folder and rename, so a crash never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file ordinary permissions
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def save_design(design: Design, path: str | Path) -> None:

@@ -1,33 +1,5 @@
-"""Atomic file output: write to a temporary file in the target folder, then rename over the target."""
+"""Atomic file output, shared with hw_space (which cannot import torch-side code)."""
 
-from __future__ import annotations
+from hw_space.files import atomic_output, atomic_write_text
 
-import os
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-@contextmanager
-def atomic_output(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
-    """Yield a temporary path next to `path`; on success give it normal permissions and rename it to
-    `path`, on any error delete it, so a crash never leaves half a file under the real name."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        yield tmp
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; outputs are ordinary files
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+__all__ = ["atomic_output", "atomic_write_text"]
