@@ -68,7 +68,7 @@ def project(tmp_path_factory):
     hostile = ["conv*/ #define x", "pool0", "1fc;", "fc1\n}"]
     net = replace(net, layers=tuple(replace(layer, name=n) for layer, n in zip(net.layers, hostile + ["x"])))
     g = name_layers(g, net)
-    folds = {hostile[0]: LayerFold(pe=2, simd=1), hostile[2]: LayerFold(pe=4, simd=8)}
+    folds = {hostile[0]: LayerFold(pe=2, simd=1), hostile[1]: LayerFold(pe=1), hostile[2]: LayerFold(pe=4, simd=8)}
     for step in transforms.hardware_steps(folds):
         g = step.apply(g)
     write_project(g, tmp / "hls", top="accel")
@@ -133,3 +133,17 @@ def test_top_is_a_dataflow_of_axis_streams(project):
         assert re.search(rf"#pragma HLS STREAM variable={s} depth=\d+", top)
     # conv0 PE 2 -> pool PE 1 -> conv1 SIMD 8, PE 4 -> fc0 SIMD 1: three converters
     assert re.findall(r"width_convert<(\d+), (\d+),", top) == [("2", "1"), ("1", "8"), ("4", "1")]
+
+
+
+def test_unlisted_pool_takes_every_channel_per_cycle(tmp_path):
+    # The cost model (CostModel.default_pe) runs a max-pool the design leaves out at PE = channels;
+    # the emitted kernel must do the same, or the accelerator is slower than its estimate.
+    from codesign.backend.graph import MaxReduce
+
+    model = randomize(HandNet(wbits=(4, 1, 2, 4), abits=(4, 1, 3)), 2)
+    g = lower_model(export(model, tmp_path / "m.onnx"))
+    for step in transforms.hardware_steps({}):
+        g = step.apply(g)
+    pools = [item for item in ops(g) if isinstance(item, MaxReduce)]
+    assert pools and all(p.pe == p.channels > 1 for p in pools)

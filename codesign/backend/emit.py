@@ -20,6 +20,7 @@ from codesign.backend.graph import MVAU, Affine, Layout, MaxReduce, Relu, chain,
 from codesign.backend.lower import Lowered, lower
 from codesign.backend.names import is_identifier
 from codesign.backend.writer import DATA, INPUTS_FILE, OUTPUTS_FILE, Project, write_project
+from hw_space.boards import Board, load_board
 from hw_space.design import Design, atomic_write_text, load_design, save_design
 from hw_space.errors import CodesignError
 
@@ -127,13 +128,16 @@ def _describe_pre(item: Any) -> dict[str, Any]:
     return {"op": "layout", "out_shape": list(item.out_shape), "perm": item.perm.reshape(-1).tolist()}
 
 
+def _board(low: Lowered) -> Board:
+    return load_board(low.design.hardware.board)
+
+
 def _render_scripts(tmp: Path, low: Lowered, project: Project) -> list[str]:
     try:
         from codesign.backend.scripts import render_scripts
     except ImportError:
         return []
-    from hw_space.boards import load_board
-    board = load_board(low.design.hardware.board)
+    board = _board(low)
     clock = low.design.hardware.clock_mhz or board.clock_mhz
     written = render_scripts(tmp, top=project.top, board=board, clock_mhz=clock, sources=project.sources,
                              testbench=project.testbench + [INPUTS_FILE, REFERENCE_FILE],
@@ -141,7 +145,7 @@ def _render_scripts(tmp: Path, low: Lowered, project: Project) -> list[str]:
                              out_width=project.output.width, tb_args=f"{INPUTS_FILE} {OUTPUTS_FILE}",
                              in_bits=project.input.bits, out_bits=project.output.bits,
                              out_signed=project.output.signed,
-                             out_count=project.output.words * project.output.elems)
+                             out_count=project.output.count)
     return [str(Path(p).relative_to(tmp)) for p in written]
 
 
@@ -188,7 +192,7 @@ def emit(qonnx: str | Path, out_dir: str | Path, *, design: Design | str | Path 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
     try:
-        project = write_project(low.graph, tmp, top=top)
+        project = write_project(low.graph, tmp, top=top, axi_width=_board(low).axi_width)
         write_inputs(tmp / INPUTS_FILE, vectors["codes"])
         atomic_write_text(tmp / REFERENCE_FILE, "\n".join(" ".join(map(str, r)) for r in vectors["reference"].tolist())
                           + "\n")

@@ -421,7 +421,9 @@ class ApplyFolding(Transform):
                 if isinstance(prev, SlidingWindow):
                     prev.simd = f.simd
             elif isinstance(item, MaxReduce):
-                pe = self.folds.get(item.layer, LayerFold()).pe
+                # a pool the design leaves out takes every channel per cycle, as the cost model
+                # (hw_space CostModel.default_pe) assumes
+                pe = self.folds[item.layer].pe if item.layer in self.folds else item.channels
                 _check(item.layer, "pe", pe, item.channels, "channels")
                 item.pe = pe
                 prev = op(g, keys[i - 1])

@@ -23,21 +23,21 @@ KERNELS_HEADER = "codesign_kernels.h"
 
 @dataclass(frozen=True)
 class StreamPort:
-    """One AXI-Stream port of the top: `elems` elements of `bits` bits per word, `words` per frame."""
+    """One AXI-Stream port of the top: words of `width` bits, each packing `elems` elements of `bits`
+    bits (element 0 in the low bits); `count` elements per frame in `words` words, the last one
+    zero-padded."""
 
     elems: int
     bits: int
     words: int
     signed: bool
     fmt: str
-
-    @property
-    def width(self) -> int:
-        return self.elems * self.bits
+    width: int
+    count: int
 
     def context(self) -> dict[str, Any]:
         return {"elems": self.elems, "bits": self.bits, "words": self.words, "signed": self.signed,
-                "fmt": self.fmt, "width": self.width}
+                "fmt": self.fmt, "width": self.width, "count": self.count}
 
 
 @dataclass(frozen=True)
@@ -62,6 +62,23 @@ def cpp_fmt(fmt: IntFmt) -> str:
 
 def _signed_bits(lo: int, hi: int) -> int:
     return IntFmt.for_range(min(int(lo), -1), max(int(hi), 0)).bits
+
+
+def gearbox_iterations(total: int, n_in: int, n_out: int) -> int:
+    """Iterations of the gearbox kernel (kernels.h.j2) repacking `total` elements from words of
+    n_in to words of n_out: each iteration reads a word while fewer than n_out elements wait and
+    writes a word when n_out are there (or the frame's last ones)."""
+    if n_in >= n_out:  # every iteration writes a word
+        return -(-total // n_out)
+    reads = -(-total // n_in)  # every iteration reads until the input is done; the writes keep up
+    written = (reads - 1) * n_in // n_out
+    return reads - 1 + -(-(total - written * n_out) // n_out)
+
+
+def port(count: int, bits: int, axi_width: int, signed: bool, fmt: str) -> StreamPort:
+    """An AXI port of axi_width bits carrying `count` elements of `bits` bits, packed."""
+    per_word = max(1, axi_width // bits)
+    return StreamPort(per_word, bits, -(-count // per_word), signed, fmt, max(axi_width, per_word * bits), count)
 
 
 def _literal(value: int, width: int) -> str:
@@ -139,9 +156,19 @@ def _mvau_context(item: MVAU, name: str) -> dict[str, Any]:
     }
 
 
-def stage_context(g: nx.DiGraph) -> tuple[list[dict[str, Any]], list[dict[str, Any]], StreamPort, StreamPort,
-                                         dict[str, str]]:
-    """(streams, stages, input port, output port, C identifier per layer name) for the templates."""
+def _pool_geometry(g: nx.DiGraph, keys: list[str], i: int) -> tuple[SlidingWindow, MaxReduce]:
+    """The (SlidingWindow, MaxReduce) pair of the max-pool around keys[i] (either of the two)."""
+    item = op(g, keys[i])
+    swg, red = (item, op(g, keys[i + 1])) if isinstance(item, SlidingWindow) else (op(g, keys[i - 1]), item)
+    assert isinstance(swg, SlidingWindow) and isinstance(red, MaxReduce)
+    assert swg.pads == (0, 0, 0, 0) and swg.in_fmt == swg.out_fmt == red.fmt and swg.simd == red.pe
+    return swg, red
+
+
+def stage_context(g: nx.DiGraph, axi_width: int = 64) -> tuple[list[dict[str, Any]], list[dict[str, Any]], StreamPort,
+                                                               StreamPort, dict[str, str]]:
+    """(streams, stages, input port, output port, C identifier per layer name) for the templates.
+    The ports are `axi_width` bits wide; the output's elements are padded to whole bytes."""
     keys = chain(g)
     taken: set[str] = set()
     # every identifier (and every name in a comment) of the generated code comes from here
@@ -151,13 +178,14 @@ def stage_context(g: nx.DiGraph) -> tuple[list[dict[str, Any]], list[dict[str, A
     assert isinstance(first, InputStage) and isinstance(last, OutputStage)
     h, w, c = first.shape
     in_fmt = first.fmt
-    inp = StreamPort(first.elems, 1 if in_fmt.bipolar else in_fmt.bits, h * w * c // first.elems,
-                     in_fmt.signed and not in_fmt.bipolar, in_fmt.describe())
+    in_bits = 1 if in_fmt.bipolar else in_fmt.bits
+    inp = port(h * w * c, in_bits, axi_width, in_fmt.signed and not in_fmt.bipolar, in_fmt.describe())
     producer = op(g, keys[-2])
     ofmt = producer.stream_fmt
     ofmt_bits = 1 if ofmt.bipolar else ofmt.bits
-    outp = StreamPort(last.elems, ofmt_bits, last.count // last.elems, ofmt.signed and not ofmt.bipolar,
-                      "bipolar codes" if ofmt.bipolar else ofmt.describe())
+    # each logit in whole bytes on the port (the cost model's 8*ceil(bits/8) per logit)
+    outp = port(last.count, 8 * -(-ofmt_bits // 8), axi_width, ofmt.signed and not ofmt.bipolar,
+                "bipolar codes" if ofmt.bipolar else ofmt.describe())
     for i, (u, v) in enumerate(zip(keys[:-1], keys[1:])):
         a = op(g, u)
         fmt = a.stream_fmt
@@ -168,11 +196,22 @@ def stage_context(g: nx.DiGraph) -> tuple[list[dict[str, Any]], list[dict[str, A
         item = op(g, key)
         ctx: dict[str, Any]
         if isinstance(item, InputStage):
-            ctx = {"kind": "input", "width": inp.width, "words": inp.words,
-                   "comment": f"input: {h}x{w}x{c} {in_fmt.describe()}, {inp.elems} per word"}
+            ctx = {"kind": "input", "width": inp.width, "per_word": inp.elems, "elems": first.elems, "bits": in_bits,
+                   "total": inp.count, "iters": gearbox_iterations(inp.count, inp.elems, first.elems),
+                   "comment": f"input: {h}x{w}x{c} {in_fmt.describe()}, {inp.elems} per {inp.width}-bit word"}
         elif isinstance(item, OutputStage):
-            ctx = {"kind": "output", "width": outp.width, "words": outp.words,
-                   "comment": f"output: {item.count} x {outp.fmt}, {outp.elems} per word"}
+            ctx = {"kind": "output", "width": outp.width, "per_word": outp.elems, "elems": item.elems,
+                   "bits": ofmt_bits, "port_bits": outp.bits, "signed": outp.signed, "total": outp.count,
+                   "iters": gearbox_iterations(outp.count, item.elems, outp.elems),
+                   "comment": f"output: {item.count} x {outp.fmt} as {outp.bits} bits, {outp.elems} per "
+                              f"{outp.width}-bit word"}
+        elif isinstance(item, SlidingWindow) and isinstance(op(g, keys[i + 1]), MaxReduce):
+            swg, red = _pool_geometry(g, keys, i)
+            ih, iw, ic = swg.ifm
+            ctx = {"kind": "pool_rows", "outer": ih, "n": iw, "inner": ic // swg.simd, "k": swg.kernel[1],
+                   "s": swg.stride[1], "pe": swg.simd, "fmt": cpp_fmt(swg.in_fmt),
+                   "comment": f"{names[key]}: max over {swg.kernel[1]} columns, stride {swg.stride[1]}, "
+                              f"on {ih}x{iw}x{ic}, PE {swg.simd}"}
         elif isinstance(item, SlidingWindow):
             ih, iw, ic = item.ifm
             t, l, b, r = item.pads
@@ -184,9 +223,13 @@ def stage_context(g: nx.DiGraph) -> tuple[list[dict[str, Any]], list[dict[str, A
         elif isinstance(item, MVAU):
             ctx = _mvau_context(item, names[key])
         elif isinstance(item, MaxReduce):
-            ctx = {"kind": "maxpool", "c": item.channels, "pe": item.pe, "window": item.window, "reps": item.reps,
-                   "fmt": cpp_fmt(item.fmt), "comment": f"{names[key]}: max over {item.window} pixels, "
-                                                          f"{item.channels} channels, PE {item.pe}"}
+            swg, red = _pool_geometry(g, keys, i)
+            ih, iw, ic = swg.ifm
+            ow = swg.ofm[1]
+            ctx = {"kind": "maxpool", "outer": 1, "n": ih, "inner": ow * ic // red.pe, "k": red.kernel[0],
+                   "s": red.stride[0], "pe": red.pe, "fmt": cpp_fmt(red.fmt),
+                   "comment": f"{names[key]}: max over {red.kernel[0]} rows of those, stride {red.stride[0]}, "
+                              f"{item.channels} channels, PE {item.pe}"}
         elif isinstance(item, WidthConverter):
             ctx = {"kind": "dwc", "in_elems": item.in_elems, "out_elems": item.out_elems,
                    "bits": 1 if item.fmt.bipolar else item.fmt.bits, "total": item.total,
@@ -207,13 +250,14 @@ def _environment() -> Environment:
                        keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True)
 
 
-def write_project(g: nx.DiGraph, out_dir: str | Path, top: str = "codesign_top") -> Project:
-    """Write src/ (kernels, parameters, top) and tb/ (testbench) of the HLS project into out_dir."""
+def write_project(g: nx.DiGraph, out_dir: str | Path, top: str = "codesign_top", axi_width: int = 64) -> Project:
+    """Write src/ (kernels, parameters, top) and tb/ (testbench) of the HLS project into out_dir; the
+    top's AXI-Stream ports are `axi_width` bits wide (the board's, hw_space.boards.Board.axi_width)."""
     if not is_identifier(top):
         raise ValueError(f"top {top!r} is not a safe C identifier")
     out = Path(out_dir)
     env = _environment()
-    streams, stages, inp, outp, idents = stage_context(g)
+    streams, stages, inp, outp, idents = stage_context(g, axi_width)
     for stage in stages:
         if "name" in stage and not is_identifier(stage["name"]):
             raise ValueError(f"layer identifier {stage['name']!r} is not sanitized")
