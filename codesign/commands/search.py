@@ -1,0 +1,420 @@
+"""`codesign search`: the whole co-design loop in one run folder.
+
+Sample designs (RL, random or evolutionary), prune them with the cost model, train the rest on a
+proxy budget (cached per network), journal everything, then write the Pareto front, pick one
+design, rebuild its model, emit and verify its HLS project, and write report.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from hw_space.errors import CodesignError
+
+NAME = "search"
+HELP = "co-design search over network + hardware (RL, random or evolution), pruned by the cost model"
+
+DEFAULT_TRIALS = 120
+DEFAULT_EPOCHS = 8
+CONFIG = "config.json"
+SPACE = "space.yaml"
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """Everything that defines a run; saved in RUN/config.json so --resume continues the same run."""
+
+    board: str
+    dataset: str = "digits"
+    data_dir: str | None = None
+    trials: int = DEFAULT_TRIALS
+    time_budget_min: float | None = None
+    target_fps: float | None = None
+    target_latency_us: float | None = None
+    max_util: float = 0.85
+    strategy: str = "rl"
+    rl_mode: str = "combined"
+    reward: str = "auto"
+    seed: int = 0
+    workers: int = 2
+    epochs: int = DEFAULT_EPOCHS
+    skip_hls: bool = False
+
+    @property
+    def reward_kind(self) -> str:
+        if self.reward != "auto":
+            return self.reward
+        return "hard" if self.target_fps is not None or self.target_latency_us is not None else "soft"
+
+
+# fields that must not change when a run is resumed (the others may: more trials, other workers)
+_FIXED_ON_RESUME = ("board", "dataset", "target_fps", "target_latency_us", "max_util", "strategy", "rl_mode",
+                    "reward", "seed", "epochs")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--board", required=True, help="board name (see `codesign boards`) or a board YAML file")
+    parser.add_argument("--dataset", help="digits (embedded, default), mnist, fashion-mnist or cifar10")
+    parser.add_argument("--data-dir", help="folder with the dataset in torchvision's layout (not for digits)")
+    parser.add_argument("--trials", type=int, help=f"candidates to sample (default {DEFAULT_TRIALS})")
+    parser.add_argument("--time-budget", type=float, metavar="MIN",
+                        help="stop sampling after this many minutes of search (the final steps come on top)")
+    target = parser.add_mutually_exclusive_group()
+    target.add_argument("--target-fps", type=float, help="target throughput in frames per second")
+    target.add_argument("--target-latency-us", type=float, help="target latency in microseconds")
+    parser.add_argument("--max-util", type=float, help="largest usable share of every board resource (default 0.85)")
+    parser.add_argument("--strategy", choices=("rl", "random", "evolution"), help="search strategy (default rl)")
+    parser.add_argument("--rl-mode", choices=("combined", "phase", "separate"),
+                        help="RL controllers: one over network+hardware (combined, default), alternating "
+                             "phases, or two policies sharing the reward (separate)")
+    parser.add_argument("--reward", choices=("auto", "soft", "hard"),
+                        help="soft: MNASNet acc*(metric/target)^-0.07; hard: the target must be met; auto (default): "
+                             "hard when a target is given, soft otherwise")
+    parser.add_argument("--space", help="search space YAML (default: codesign/data/default_space.yaml)")
+    parser.add_argument("--seed", type=int, help="random seed of the whole run (default 0)")
+    parser.add_argument("--out", default="codesign-search", help="run folder (default ./codesign-search)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out where it stopped")
+    parser.add_argument("--workers", type=int, help="candidates trained in parallel processes (default 2, or 1 "
+                        "on a one-core machine)")
+    parser.add_argument("--epochs", type=int, help=f"training epochs per candidate (default {DEFAULT_EPOCHS})")
+    parser.add_argument("--skip-hls", action="store_true", help="do not emit and verify the HLS of the chosen design")
+
+
+def _config_from(args: argparse.Namespace, saved: dict[str, Any] | None) -> SearchConfig:
+    given = {"board": args.board, "dataset": args.dataset, "data_dir": args.data_dir, "trials": args.trials,
+             "time_budget_min": args.time_budget, "target_fps": args.target_fps,
+             "target_latency_us": args.target_latency_us, "max_util": args.max_util, "strategy": args.strategy,
+             "rl_mode": args.rl_mode, "reward": args.reward, "seed": args.seed, "workers": args.workers,
+             "epochs": args.epochs, "skip_hls": args.skip_hls or None}
+    if saved is None:
+        workers = min(2, os.cpu_count() or 1)
+        base = SearchConfig(board=args.board, workers=workers)
+        cfg = replace(base, **{k: v for k, v in given.items() if v is not None})
+    else:
+        cfg = SearchConfig(**saved)
+        for key in _FIXED_ON_RESUME:
+            value = given[key]
+            if value is not None and value != getattr(cfg, key):
+                raise CodesignError(f"--{key.replace('_', '-')} {value} differs from the run being resumed "
+                                    f"({getattr(cfg, key)}); a resumed run keeps its settings (use another --out "
+                                    "for a new run)")
+        cfg = replace(cfg, **{k: v for k, v in given.items() if v is not None and k not in _FIXED_ON_RESUME})
+        cfg = replace(cfg, skip_hls=bool(args.skip_hls))  # a per-invocation choice, not a setting of the run
+        if args.time_budget is None:
+            cfg = replace(cfg, time_budget_min=saved.get("time_budget_min"))
+    _validate(cfg)
+    return cfg
+
+
+def _validate(cfg: SearchConfig) -> None:
+    checks = [(cfg.trials >= 1, "--trials must be >= 1"), (cfg.epochs >= 1, "--epochs must be >= 1"),
+              (cfg.workers >= 1, "--workers must be >= 1"), (0 < cfg.max_util <= 1, "--max-util must be in (0, 1]"),
+              (cfg.time_budget_min is None or cfg.time_budget_min > 0, "--time-budget must be > 0 minutes"),
+              (cfg.target_fps is None or cfg.target_fps > 0, "--target-fps must be > 0"),
+              (cfg.target_latency_us is None or cfg.target_latency_us > 0, "--target-latency-us must be > 0")]
+    for ok, message in checks:
+        if not ok:
+            raise CodesignError(message)
+    if cfg.reward == "hard" and cfg.target_fps is None and cfg.target_latency_us is None:
+        raise CodesignError("--reward hard needs --target-fps or --target-latency-us")
+
+
+def _prepare_folder(out: Path, resume: bool) -> dict[str, Any] | None:
+    """The saved config when resuming; refuse to overwrite an existing run otherwise."""
+    from codesign.journal import JOURNAL
+
+    if out.exists() and not out.is_dir():
+        raise CodesignError(f"--out {out} exists and is not a folder")
+    has_run = (out / JOURNAL).exists() or (out / CONFIG).exists()
+    if not resume:
+        if out.exists() and any(out.iterdir()):
+            raise CodesignError(f"run folder {out} already exists; add --resume to continue it, or choose "
+                                "another --out")
+        return None
+    if not has_run:
+        return None  # nothing to resume: start the run
+    try:
+        return json.loads((out / CONFIG).read_text())
+    except (OSError, ValueError) as exc:
+        raise CodesignError(f"cannot read the run's settings ({exc}); the run folder is damaged",
+                            source=str(out / CONFIG)) from None
+
+
+def run(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    saved = _prepare_folder(out, args.resume)
+    cfg = _config_from(args, saved)
+    return SearchRun(cfg, out, space_path=args.space, resuming=saved is not None).execute()
+
+
+class SearchRun:
+    """One `codesign search` run: setup, search, results, the chosen design's HLS, the report."""
+
+    def __init__(self, cfg: SearchConfig, out: Path, space_path: str | None = None, resuming: bool = False):
+        self.cfg = cfg
+        self.out = out
+        self.space_path = space_path
+        self.resuming = resuming
+        self.stages: dict[str, float] = {}
+        self.notes: list[str] = []
+
+    def _stage(self, name: str, start: float) -> None:
+        self.stages[name] = self.stages.get(name, 0.0) + time.perf_counter() - start
+
+    def _log(self, message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    def execute(self) -> int:
+        t_total = time.perf_counter()
+        t = time.perf_counter()
+        self._setup()
+        self._stage("setup (space, board, reward target)", t)
+        study = self._study()
+        try:
+            study.run()
+        except KeyboardInterrupt:
+            self.evaluator.close(kill=True)
+            self.journal.close()
+            sys.stderr.write("\n")
+            self._log(f"codesign: interrupted after {len(study.records)} candidates; the journal and the controller "
+                      f"state are kept in {self.out}. Continue with: codesign search --board {self.cfg.board} "
+                      f"--out {self.out} --resume")
+            return 130
+        finally:
+            self.evaluator.close()
+            self.journal.close()
+        if sys.stderr.isatty():
+            sys.stderr.write("\n")
+        self.stages["search (cost model + training)"] = study.elapsed
+        self._results(study)
+        self._report(study, time.perf_counter() - t_total + study.elapsed_before)
+        return 0
+
+    # ------------------------------------------------------------ setup
+    def _setup(self) -> None:
+        from codesign.space import Context, load_space, save_space
+        from hw_space.boards import load_board
+        from quant.data import dataset_info
+
+        cfg = self.cfg
+        self.board = load_board(cfg.board)
+        info = dataset_info(cfg.dataset)
+        context = Context(info.shape.channels, info.shape.height, info.shape.width, info.num_classes,
+                          board=cfg.board)
+        space_file = self.out / SPACE if self.resuming else self.space_path
+        if self.resuming and self.space_path:
+            self.notes.append(f"--space {self.space_path} ignored: a resumed run keeps its saved space.yaml")
+        self.space = load_space(space_file, context)
+        self.out.mkdir(parents=True, exist_ok=True)
+        if not self.resuming:
+            save_space(self.space, self.out / SPACE)
+        from hw_space.design import atomic_write_text
+
+        atomic_write_text(self.out / CONFIG, json.dumps(asdict(cfg), indent=2) + "\n")
+        self.reward = self._reward()
+
+    def _reward(self):
+        from codesign.evaluate import Reward, default_fps_target
+
+        cfg = self.cfg
+        kind = cfg.reward_kind
+        if cfg.target_latency_us is not None:
+            return Reward("latency", cfg.target_latency_us, kind)
+        if cfg.target_fps is not None:
+            return Reward("fps", cfg.target_fps, kind)
+        target = default_fps_target(self.space, self.board, cfg.max_util, seed=cfg.seed)
+        return Reward("fps", round(target, 1), kind,
+                      target_note="no target given: T is the median FPS of 500 random designs of the space that "
+                                  "fit the board, seeded")
+
+    def _study(self):
+        from codesign.evaluate import Evaluator, proxy_budget, train_threads
+        from codesign.journal import JOURNAL, STATE, Journal, load_state
+        from codesign.strategies import StopRule, Study, make_strategy, progress_printer
+
+        cfg = self.cfg
+        self.train_budget = proxy_budget(cfg.epochs, seed=cfg.seed, threads=train_threads(cfg.dataset, cfg.workers))
+        self.strategy = make_strategy(cfg.strategy, self.space, seed=cfg.seed, rl_mode=cfg.rl_mode)
+        self.evaluator = Evaluator(self.space, self.board, self.reward, cfg.dataset, cfg.data_dir, self.train_budget,
+                                   cfg.max_util, cfg.workers, models_dir=self.out / "models",
+                                   strategy_name=self._strategy_label())
+        self.journal = Journal(self.out / JOURNAL)
+        stop = StopRule(max_trials=cfg.trials,
+                        time_budget_s=cfg.time_budget_min * 60 if cfg.time_budget_min is not None else None)
+        study = Study(self.strategy, self.evaluator, self.journal, self.out / STATE, stop, batch=cfg.workers,
+                      progress=progress_printer(cfg.trials))
+        records = self.journal.load()
+        if self.resuming:
+            study.restore(records, load_state(self.out / STATE))
+            self._log(f"resuming {self.out}: {len(records)} candidates journaled, "
+                      f"{sum(r.status == 'trained' for r in records)} networks trained")
+        self._log(f"search: {self._strategy_label()} on {cfg.dataset} / {self.board.name}, {cfg.trials} candidates, "
+                  f"{cfg.epochs} epochs each, {cfg.workers} worker(s); reward {self.reward.kind}, "
+                  f"target {self.reward.target:,.1f} {'FPS' if self.reward.metric == 'fps' else 'us'}")
+        return study
+
+    def _strategy_label(self) -> str:
+        return f"rl ({self.cfg.rl_mode})" if self.cfg.strategy == "rl" else self.cfg.strategy
+
+    # ------------------------------------------------------------ results
+    def _results(self, study) -> None:
+        from codesign.report import choose, pareto_front, plot_pareto, write_pareto
+
+        t = time.perf_counter()
+        self.records = study.records
+        self.front = pareto_front(self.records)
+        self.choice = choose(self.records, self.cfg.target_fps, self.cfg.target_latency_us)
+        write_pareto(self.out, self.front)
+        plot_pareto(self.out / "pareto.png", self.records, self.front, self.choice.record,
+                    title=f"{self._strategy_label()} on {self.cfg.dataset} / {self.board.name}")
+        self._stage("Pareto front and plot", t)
+        self.hls: dict[str, Any] = {}
+        if self.choice.record is None:
+            self.hls = {"skipped": "no design was trained"}
+            return
+        t = time.perf_counter()
+        best = self.out / "best"
+        self._best_model(best)
+        self._stage("chosen design: model, QONNX, test data", t)
+        self._prune_models()
+        if self.cfg.skip_hls:
+            self.hls = {"skipped": "--skip-hls was given"}
+        else:
+            self._hls(best)
+
+    def _best_model(self, best: Path) -> None:
+        """best/design.yaml, model.pt (the kept checkpoint, or retrained with the same seed and budget),
+        model.onnx and test_data.npz (inputs, labels, reference logits and integer inputs)."""
+        import numpy as np
+
+        import quant
+        from codesign.evaluate import train_network
+        from hw_space.design import design_from_dict, save_design
+        from quant.files import atomic_output
+
+        rec = self.choice.record
+        design = design_from_dict(rec.design)
+        best.mkdir(parents=True, exist_ok=True)
+        save_design(design, best / "design.yaml")
+        kept = self.out / "models" / rec.network_hash / "model.pt"
+        if not kept.exists():
+            self.notes.append("the chosen network's checkpoint was not kept; retrained with the same seed and budget")
+            train_network(design.network, self.cfg.dataset, self.cfg.data_dir, self.train_budget, kept)
+        shutil.copyfile(kept, best / "model.pt")
+        model, network = quant.load_checkpoint(best / "model.pt")
+        quant.export_qonnx(model, network, best / "model.onnx")
+        data = quant.load_dataset(self.cfg.dataset, self.cfg.data_dir)
+        logits = quant.predict(model, data.x_test)
+        accuracy = float((logits.argmax(dim=1) == data.y_test).float().mean())
+        if abs(accuracy - float(rec.accuracy)) > 1e-9:
+            self.notes.append(f"the chosen model scores {accuracy:.4f} on reload vs {rec.accuracy:.4f} in the search")
+        x_int = quant.input_integers(model, data.x_test)
+        with atomic_output(best / "test_data.npz", suffix=".npz") as tmp:
+            np.savez(tmp, x=data.x_test.numpy(), y=data.y_test.numpy(), logits=logits.numpy(), x_int=x_int.numpy())
+        from hw_space.design import atomic_write_text
+
+        atomic_write_text(best / "metrics.json", json.dumps(
+            {"accuracy": accuracy, "network_hash": rec.network_hash, "candidate": rec.number,
+             "estimate": {k: rec.estimate[k] for k in ("fps", "latency_us", "resources", "utilization", "feasible")},
+             "why": self.choice.why}, indent=2) + "\n")
+
+    def _prune_models(self) -> None:
+        """Keep the checkpoints of front networks only (a dominated design never re-enters the front)."""
+        keep = {r.network_hash for r in self.front}
+        models = self.out / "models"
+        if models.is_dir():
+            for folder in models.iterdir():
+                if folder.is_dir() and folder.name not in keep:
+                    shutil.rmtree(folder, ignore_errors=True)
+
+    def _hls(self, best: Path) -> None:
+        """Emit the HLS project of the chosen design and C-simulate it, through the backend's CLI."""
+        hls = best / "hls"
+        cmd = [sys.executable, "-m", "codesign"]
+        t = time.perf_counter()
+        if hls.exists():
+            shutil.rmtree(hls)
+        emit = subprocess.run(cmd + ["emit", "--qonnx", str(best / "model.onnx"), "--design", str(best / "design.yaml"),
+                                     "--test-data", str(best / "test_data.npz"), "--out", str(hls)],
+                              capture_output=True, text=True)
+        self._stage("HLS emit", t)
+        if emit.returncode != 0:
+            why = _error_text(emit.stderr) or f"exit code {emit.returncode}"
+            if "invalid choice" in emit.stderr:
+                self.hls = {"skipped": f"the HLS backend is not available in this installation (`codesign emit`: {why})"}
+            else:
+                self.hls = {"failed": f"`codesign emit` failed: {why}"}
+            return
+        t = time.perf_counter()
+        verify = subprocess.run(cmd + ["verify", str(hls), "--json"], capture_output=True, text=True)
+        self._stage("HLS C-simulation (verify)", t)
+        try:
+            verdict = json.loads(verify.stdout)
+        except ValueError:
+            why = _error_text(verify.stderr) or f"exit code {verify.returncode}"
+            self.hls = {"failed": f"`codesign verify` gave no verdict: {why}"}
+            return
+        from hw_space.design import atomic_write_text
+
+        atomic_write_text(best / "verify.json", json.dumps(verdict, indent=2) + "\n")
+        self.hls = _verdict_summary(verdict, verify.returncode)
+
+    # ------------------------------------------------------------ report
+    def _report(self, study, total: float) -> None:
+        from codesign.report import RunSummary, pruning_stats, write_report
+
+        self.stages["total"] = total
+        nn = len(self.space.nn_positions)
+        summary = RunSummary(
+            board=self.board.name, dataset=self.cfg.dataset, strategy=self._strategy_label(), seed=self.cfg.seed,
+            space_lines=self.space.describe(), space_decisions=(nn, len(self.space.decisions) - nn),
+            space_size=self.space.count(), records=self.records, reward_formula=self.reward.formula(),
+            front=self.front, choice=self.choice, stages=self.stages, hls=self.hls,
+            budget=f"{self.cfg.epochs} epochs of QAT (quant.train, seed {self.cfg.seed}, batch 64, "
+                   f"{self.train_budget.threads} torch thread(s) per worker, {self.cfg.workers} worker(s))",
+            notes=self.notes)
+        write_report(self.out, summary)
+        p = pruning_stats(self.records)
+        rec = self.choice.record
+        print(f"{p['trials']} candidates: {p['trained']} trained, {p['cached']} cached, {p['pruned']} pruned "
+              f"({p['pruned_share']:.1%}, ~{p['saved_s']:.0f} s of training saved); front of {len(self.front)}")
+        if rec is not None:
+            print(f"chosen: #{rec.number} accuracy {rec.accuracy:.4f}, {rec.fps:,.0f} FPS (estimate), "
+                  f"LUT {rec.estimate['resources']['LUT']:,} -> {self.out / 'best' / 'design.yaml'}")
+        hls = self.hls.get("skipped") or self.hls.get("failed") or f"C-simulation {self.hls.get('verdict')}"
+        print(f"HLS: {hls}")
+        print(f"report: {self.out / 'report.md'}")
+
+
+def _error_text(text: str) -> str:
+    """The error a subcommand printed: its `codesign: error:` line and the line after it, else its last line."""
+    lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
+    for i, line in enumerate(lines):
+        if line.startswith("codesign: error:"):
+            return " / ".join(lines[i:i + 2])[:600]
+    return lines[-1][:600] if lines else ""
+
+
+def _verdict_summary(verdict: Any, returncode: int) -> dict[str, Any]:
+    """The verify JSON reduced to what report.md shows."""
+    if not isinstance(verdict, dict):
+        return {"verdict": "unknown", "raw": str(verdict)[:200]}
+    exact = verdict.get("bit_exact")
+    out = {"verdict": "PASS (bit-exact)" if exact else ("FAIL (not bit-exact)" if exact is False else "unknown")}
+    for key in ("samples", "mismatches", "argmax_agreement", "label_accuracy", "compile_seconds", "run_seconds"):
+        if key in verdict:
+            out[key] = verdict[key]
+    if verdict.get("problems"):
+        out["problems"] = "; ".join(map(str, verdict["problems"]))[:500]
+    if returncode not in (0, 1):
+        out["exit_code"] = returncode
+    return out
