@@ -13,11 +13,11 @@ from quant.data import (
     dataset_info,
     load_dataset,
 )
-from quant.export import execute_qonnx, export_qonnx, network_of_qonnx
+from quant.export import execute_qonnx, export_qonnx, network_of_qonnx, save_test_data
 from quant.train import Budget, EpochStats, TrainResult, evaluate, predict, train
 
 __all__ = [
     "DATASETS", "Budget", "Dataset", "DatasetInfo", "EpochStats", "LayerInfo", "QuantNet", "TrainResult",
     "build", "check_design_matches", "input_integers", "dataset_info", "describe", "evaluate", "execute_qonnx", "export_qonnx",
-    "load_checkpoint", "load_dataset", "network_of_qonnx", "predict", "save_checkpoint", "train",
+    "load_checkpoint", "load_dataset", "network_of_qonnx", "predict", "save_checkpoint", "save_test_data", "train",
 ]

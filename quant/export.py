@@ -26,6 +26,7 @@ import tempfile
 import warnings
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from hw_space.design import Network
@@ -101,3 +102,16 @@ def execute_qonnx(path: str | Path, x: torch.Tensor, batch: int = 512) -> torch.
         iname, oname = model.graph.input[0].name, model.graph.output[0].name
         outs.append(execute_onnx(model, {iname: chunk})[oname])
     return torch.from_numpy(np.concatenate(outs))
+
+
+def save_test_data(model, dataset, path: str | Path) -> np.ndarray:
+    """Write the test split the HLS backend verifies against (atomically): float inputs `x`, the
+    integers the accelerator receives `x_int`, labels `y` and the Brevitas `logits`. Returns the logits."""
+    from quant.build import input_integers
+    from quant.train import predict
+
+    logits = predict(model, dataset.x_test).numpy()
+    x_int = input_integers(model, dataset.x_test).numpy()
+    with atomic_output(path, suffix=".npz") as tmp:
+        np.savez(tmp, x=dataset.x_test.numpy(), y=dataset.y_test.numpy(), logits=logits, x_int=x_int)
+    return logits

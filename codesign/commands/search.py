@@ -294,12 +294,10 @@ class SearchRun:
     def _best_model(self, best: Path) -> None:
         """best/design.yaml, model.pt (the kept checkpoint, or retrained with the same seed and budget),
         model.onnx and test_data.npz (inputs, labels, reference logits and integer inputs)."""
-        import numpy as np
 
         import quant
         from codesign.evaluate import train_network
         from hw_space.design import design_from_dict, save_design
-        from quant.files import atomic_output
 
         rec = self.choice.record
         design = design_from_dict(rec.design)
@@ -313,13 +311,10 @@ class SearchRun:
         model, network = quant.load_checkpoint(best / "model.pt")
         quant.export_qonnx(model, network, best / "model.onnx")
         data = quant.load_dataset(self.cfg.dataset, self.cfg.data_dir)
-        logits = quant.predict(model, data.x_test)
-        accuracy = float((logits.argmax(dim=1) == data.y_test).float().mean())
+        logits = quant.save_test_data(model, data, best / "test_data.npz")
+        accuracy = float((logits.argmax(axis=1) == data.y_test.numpy()).mean())
         if abs(accuracy - float(rec.accuracy)) > 1e-9:
             self.notes.append(f"the chosen model scores {accuracy:.4f} on reload vs {rec.accuracy:.4f} in the search")
-        x_int = quant.input_integers(model, data.x_test)
-        with atomic_output(best / "test_data.npz", suffix=".npz") as tmp:
-            np.savez(tmp, x=data.x_test.numpy(), y=data.y_test.numpy(), logits=logits.numpy(), x_int=x_int.numpy())
         from hw_space.design import atomic_write_text
 
         atomic_write_text(best / "metrics.json", json.dumps(

@@ -57,11 +57,10 @@ def _progress_printer(total: int):
 
 def run(args: argparse.Namespace) -> int:
     from hw_space.design import atomic_write_text, load_design, save_design
-    from quant.build import input_integers
     from quant.checkpoint import save_checkpoint
     from quant.data import check_design_matches, dataset_info, load_dataset
-    from quant.export import export_qonnx
-    from quant.train import default_lr, predict, train
+    from quant.export import export_qonnx, save_test_data
+    from quant.train import default_lr, train
 
     design = load_design(args.design)
     network = design.network
@@ -80,9 +79,7 @@ def run(args: argparse.Namespace) -> int:
     save_checkpoint(result.model, network, out / "model.pt")
     export_qonnx(result.model, network, out / "model.onnx")
     save_design(design, out / "design.yaml")
-    logits = predict(result.model, data.x_test).numpy()
-    x_int = input_integers(result.model, data.x_test).numpy()
-    _save_npz(out / "test_data.npz", x=data.x_test.numpy(), y=data.y_test.numpy(), logits=logits, x_int=x_int)
+    save_test_data(result.model, data, out / "test_data.npz")
     metrics = {
         "accuracy": result.accuracy, "epochs": result.epochs, "train_seconds": round(result.train_seconds, 3),
         "seed": budget.seed, "dataset": data.name, "test_samples": result.test_samples,
@@ -96,13 +93,3 @@ def run(args: argparse.Namespace) -> int:
     print(f"accuracy {result.accuracy:.4f} on {result.test_samples} test samples after {result.epochs} epochs "
           f"in {result.train_seconds:.1f}s ({result.reason}) -> {out}")
     return 0
-
-
-def _save_npz(path: Path, **arrays) -> None:
-    """np.savez through a temporary file in the same folder, then rename (atomic)."""
-    import numpy as np
-
-    from quant.files import atomic_output
-
-    with atomic_output(path, suffix=".npz") as tmp:
-        np.savez(tmp, **arrays)
