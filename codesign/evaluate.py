@@ -11,9 +11,13 @@ from __future__ import annotations
 import math
 import multiprocessing
 import os
+import shutil
+import sys
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,7 +72,7 @@ class Reward:
         return self.kind == "hard"
 
     def formula(self) -> str:
-        metric = (f"LAT / T, LAT the latency in us (an upper bound), T = {self.target:g} us"
+        metric = (f"LAT / T, LAT the simulated first-frame latency in us, T = {self.target:g} us"
                   if self.metric == "latency" else
                   f"(1/FPS) / (1/T) = T / FPS, T = {self.target:,.0f} FPS")
         if self.kind == "hard":
@@ -123,7 +127,8 @@ def train_threads(dataset: str, workers: int) -> int:
 
 def train_network(network: Network, dataset: str, data_dir: str | None, budget: Budget,
                   model_path: Path | None = None) -> TrainOutcome:
-    """QAT one network with quant.train; keep its checkpoint at model_path when given."""
+    """QAT one network with quant.train; keep its checkpoint at model_path when given (a failed
+    write, e.g. a full disk, is one CodesignError line naming the file)."""
     import quant
 
     data = quant.load_dataset(dataset, data_dir)
@@ -131,15 +136,66 @@ def train_network(network: Network, dataset: str, data_dir: str | None, budget: 
     result = quant.train(network, data, budget)
     seconds = time.perf_counter() - start
     if model_path is not None:
-        quant.save_checkpoint(result.model, network, model_path)
+        _exit_if_orphaned()  # a worker whose search is gone writes nothing into its run folder
+        try:
+            quant.save_checkpoint(result.model, network, model_path)
+        except (OSError, RuntimeError) as exc:  # torch reports a full disk as RuntimeError("... unexpected pos")
+            raise CodesignError(f"cannot write the model checkpoint: {_write_failure(exc, model_path)}; the run stays "
+                                "resumable (free the space or fix the folder, then add --resume)",
+                                source=str(model_path)) from None
     return TrainOutcome(float(result.accuracy), seconds, int(result.epochs), str(result.reason))
 
 
-def _worker_init(threads: int) -> None:
-    """Worker processes: leave Ctrl-C to the parent, and use their share of the cores."""
+def _write_failure(exc: BaseException, path: Path) -> str:
+    if isinstance(exc, OSError):
+        return exc.strerror or str(exc)
+    try:
+        free = shutil.disk_usage(Path(path).parent).free
+    except OSError:
+        free = None
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return "No space left on device" if free is not None and free < (1 << 20) else first[:200]
+
+
+# ---------------------------------------------------------------- training workers
+
+_PARENT_PID: int | None = None  # in a training worker: the search process it works for
+
+
+def _exit_if_orphaned() -> None:
+    """In a training worker whose search process is gone (killed): exit at once, writing nothing."""
+    if _PARENT_PID is not None and os.getppid() != _PARENT_PID:
+        os._exit(1)
+
+
+def _watch_parent() -> None:
+    while True:
+        time.sleep(0.5)
+        _exit_if_orphaned()
+
+
+def _worker_init(threads: int, parent_pid: int | None = None) -> None:
+    """Worker processes: leave Ctrl-C to the parent, die with the parent, use their share of the cores.
+
+    The parent stops its workers itself on Ctrl-C, SIGTERM or an error; when it is killed outright
+    (SIGKILL) the kernel kills the workers too (Linux: PR_SET_PDEATHSIG), and a watchdog thread
+    (every system) exits a worker whose parent is gone within half a second."""
     import signal
 
+    global _PARENT_PID
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if parent_pid is not None:
+        _PARENT_PID = parent_pid
+        if sys.platform.startswith("linux"):
+            try:
+                import ctypes
+
+                libc = ctypes.CDLL(None, use_errno=True)
+                libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG = 1
+            except (OSError, AttributeError):
+                pass  # the watchdog below still works
+        _exit_if_orphaned()  # the parent died before prctl took effect
+        threading.Thread(target=_watch_parent, name="codesign-parent-watch", daemon=True).start()
     import torch
 
     torch.set_num_threads(threads)
@@ -147,6 +203,7 @@ def _worker_init(threads: int) -> None:
 
 def _train_job(trainer: Trainer, network_dict: dict[str, Any], dataset: str, data_dir: str | None,
                budget: Budget, model_path: str | None) -> TrainOutcome:
+    _exit_if_orphaned()
     network = design_from_dict({"network": network_dict}).network
     return trainer(network, dataset, data_dir, budget, Path(model_path) if model_path else None)
 
@@ -232,7 +289,11 @@ class Evaluator:
                 resampled, rejected = k + 1, rejected + k
             else:
                 resampled, rejected = len(alternatives), rejected + len(alternatives)
-        est = estimate(design, self.board, self.max_util)
+        # a design that fits at the batch model's FIFO depths is re-estimated with the depths the
+        # cycle-level simulation sizes (the ones emit builds): its II, latency and FIFO memory
+        est = estimate(design, self.board, self.max_util, simulate=fits)
+        if fits and not est.feasible:
+            fits, rejected = False, rejected + 1
         est_dict = est.to_dict()
         reason = ""
         if not fits:
@@ -246,7 +307,7 @@ class Evaluator:
         if self._pool is None:
             ctx = multiprocessing.get_context("spawn")
             self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx, initializer=_worker_init,
-                                             initargs=(self.budget.threads,))
+                                             initargs=(self.budget.threads, os.getpid()))
         return self._pool
 
     def _model_path(self, key: str) -> Path | None:
@@ -266,13 +327,29 @@ class Evaluator:
                                      self.budget, str(path) if path else None)
         try:
             return {k: f.result() for k, f in futures.items()}
+        except BrokenProcessPool:
+            self.close(kill=True)
+            from codesign import runguard
+
+            if runguard.requested() is not None:  # a stop signal sent to the whole process group
+                raise runguard.StopRequested(runguard.requested()) from None
+            raise CodesignError("a training worker process died (out of memory, or killed?); the journal is "
+                                "consistent: continue the run with --resume") from None
         except BaseException:
             self.close(kill=True)
             raise
 
     def evaluate(self, asks: list[list[int]], strategy: Any, first_number: int) -> list[TrialRecord]:
-        """Records (in ask order) of a batch of proposals: pruned, trained or cached."""
-        costed = [self.cost(t, strategy) for t in asks]
+        """Records (in ask order) of a batch of proposals: pruned, trained or cached. Each record's
+        `replay` keeps the proposal as asked and the calls the cost model made on the strategy (its
+        hardware resampling draws from the strategy's generators), so that a resumed run replays
+        the strategy exactly (codesign.strategies.Study.restore)."""
+        costed, replays = [], []
+        for t in asks:
+            recorder = _CallRecorder(strategy)
+            replays.append({"asked": _plain(t)})
+            costed.append(self.cost(t, recorder))
+            replays[-1]["calls"] = recorder.calls
         jobs: dict[str, Network] = {}
         for c in costed:
             key = c.design.network.content_hash()
@@ -287,7 +364,7 @@ class Evaluator:
                                  network_hash=key, status="pruned", reward=self.reward.penalty,
                                  estimate=c.estimate, resampled=c.resampled, rejected=c.rejected,
                                  cost_seconds=c.seconds, strategy=self.strategy_name, reason=c.reason,
-                                 timestamp=time.time())
+                                 timestamp=time.time(), replay=replays[i])
             if c.fits:
                 outcome = self.cache[key]
                 fresh = trained.pop(key, None) is not None
@@ -303,14 +380,70 @@ class Evaluator:
         return records
 
     def close(self, kill: bool = False) -> None:
-        """Stop the worker processes (at once, when kill is set: Ctrl-C or an error)."""
+        """Stop the worker processes (at once, when kill is set: Ctrl-C, SIGTERM or an error; the
+        workers are gone when this returns, so nothing of theirs is written after the run ends)."""
         if self._pool is None:
             return
         pool, self._pool = self._pool, None
+        processes = list((getattr(pool, "_processes", None) or {}).values())
         if kill:
-            for p in list(getattr(pool, "_processes", {}).values()):
+            for p in processes:
                 p.terminate()
         pool.shutdown(wait=not kill, cancel_futures=True)
+        if kill:
+            _reap(processes)
+
+
+class _CallRecorder:
+    """Stands in for the strategy while the cost model costs one proposal: every method call is
+    passed on and recorded as [name, args, kwargs] (plain JSON values) for the journal."""
+
+    def __init__(self, strategy: Any):
+        self._strategy = strategy
+        self.calls: list[list[Any]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._strategy, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            self.calls.append([name, [_plain(a) for a in args], {k: _plain(v) for k, v in kwargs.items()}])
+            return attr(*args, **kwargs)
+
+        return call
+
+
+def _plain(value: Any) -> Any:
+    """Tokens and counts as JSON values (numpy integers become ints, tuples lists)."""
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def _reap(processes: list[Any], timeout: float = 5.0) -> None:
+    """Wait until terminated worker processes have exited; SIGKILL those still there after `timeout`."""
+    from multiprocessing.connection import wait
+
+    pending = {}
+    for p in processes:
+        try:
+            pending[p.sentinel] = p
+        except ValueError:  # already closed
+            pass
+    deadline = time.monotonic() + timeout
+    while pending and time.monotonic() < deadline:
+        for sentinel in wait(list(pending), timeout=max(0.0, deadline - time.monotonic())):
+            pending.pop(sentinel, None)
+    for p in pending.values():
+        try:
+            p.kill()
+        except (OSError, ValueError):
+            pass
+    if pending:
+        wait(list(pending), timeout=2.0)
 
 
 __all__ = ["Costed", "Evaluator", "MAX_RESAMPLES", "PENALTY", "Reward", "SOFT_W", "TrainOutcome",

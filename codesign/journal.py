@@ -1,10 +1,16 @@
 """Run storage: the append-only journal of candidates (`journal.jsonl`) and the atomic controller
-checkpoint (`controller.pt`), so a search killed at any moment resumes without redoing work."""
+checkpoint (`controller.pt`), so a search killed at any moment resumes without redoing work.
+
+The journal is the run's one source of truth: a resumed search rebuilds its strategy by replaying
+it (codesign.strategies.Study.restore), so the checkpoint is a snapshot that may lag behind the
+journal without harm. The checkpoint holds tensors and plain values only and is read with
+`torch.load(weights_only=True)`: a run folder from elsewhere can never make us execute a pickle."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +43,10 @@ class TrialRecord:
     reason: str = ""
     timestamp: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
+    # what a resumed run replays to rebuild the strategy (codesign.strategies.Study.restore): "batch"
+    # [number of the batch's first candidate, candidates asked in it], "asked" the proposal as the
+    # strategy made it, "calls" the calls [method, args, kwargs] the cost model made on the strategy
+    replay: dict[str, Any] = field(default_factory=dict)
 
     @property
     def fps(self) -> float:
@@ -56,11 +66,13 @@ class TrialRecord:
 
 
 class Journal:
-    """Append-only JSON-lines file; each record is flushed and fsync'd before `append` returns."""
+    """Append-only JSON-lines file; records are written and fsync'd before `append` returns. A
+    failed write (disk full, read-only) is one CodesignError line naming the file; whatever part of
+    it reached the disk is a torn tail that `load` cuts."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self._fh = None
+        self._fd: int | None = None
 
     def load(self) -> list[TrialRecord]:
         """Every complete record. A torn last line (a crash mid-write) is dropped and cut from the
@@ -87,38 +99,77 @@ class Journal:
         return records
 
     def append(self, record: TrialRecord) -> None:
-        if self._fh is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fh = open(self.path, "a", encoding="utf-8")
-        self._fh.write(json.dumps(record.to_dict(), sort_keys=True) + "\n")
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
+        self.append_many([record])
+
+    def append_many(self, records: list[TrialRecord]) -> None:
+        """Append records with one write and one fsync."""
+        if not records:
+            return
+        data = "".join(json.dumps(r.to_dict(), sort_keys=True) + "\n" for r in records).encode("utf-8")
+        try:
+            if self._fd is None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o666)
+            self._write(data)
+            os.fsync(self._fd)
+        except OSError as exc:
+            raise CodesignError(f"cannot write the journal: {exc.strerror or exc}; the run stays resumable "
+                                "(free the space or fix the folder, then add --resume)", source=str(self.path)) from None
+
+    def _write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self._fd, view):]
 
     def close(self) -> None:
-        if self._fh is not None:
-            self._fh.close()
-            self._fh = None
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            os.close(fd)
 
 
 def save_state(path: str | Path, state: dict[str, Any]) -> None:
-    """torch.save atomically: a temporary file in the same folder, fsync'd, renamed over the old one."""
+    """torch.save atomically: a temporary file in the same folder, fsync'd, renamed over the old one.
+    A failed write (disk full, read-only folder) is one CodesignError line naming the file."""
     import torch
 
-    with atomic_output(path) as tmp:
-        torch.save(state, tmp)
+    try:
+        with atomic_output(path) as tmp:
+            with open(tmp, "wb") as fh:  # through a Python file: a full disk is an OSError, not torch's RuntimeError
+                torch.save(state, fh)
+    except OSError as exc:
+        raise CodesignError(f"cannot write the controller state: {exc.strerror or exc}; the run stays resumable "
+                            "(free the space or fix the folder, then add --resume)", source=str(path)) from None
+
+
+_WITHOUT = "a run resumes from its journal alone: delete the file to resume (only the search time spent is lost)"
 
 
 def load_state(path: str | Path) -> dict[str, Any] | None:
-    """The saved controller state, or None when there is none yet."""
+    """The saved controller state, or None when there is none yet. Loaded with weights_only=True
+    (tensors and plain values): a file that would run code when unpickled is refused, one line."""
+    import pickle
+
     import torch
 
     path = Path(path)
     if not path.exists():
         return None
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        if found:
+            raise CodesignError(f"refusing to load the controller state: loading it would call {found.group(1)}, "
+                                "and a controller checkpoint holds tensors and plain values only (this file was not "
+                                f"written by this version of codesign); {_WITHOUT}", source=str(path)) from None
+        raise CodesignError("cannot read the controller state (not a checkpoint of tensors and plain values; "
+                            f"damaged?); {_WITHOUT}", source=str(path)) from None
     except Exception as exc:  # a damaged checkpoint: one line, not a traceback
-        raise CodesignError(f"cannot read the controller state ({exc})", source=str(path)) from None
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CodesignError(f"cannot read the controller state ({first}); {_WITHOUT}", source=str(path)) from None
+    if not isinstance(state, dict):
+        raise CodesignError("not a controller state (expected a dict)", source=str(path))
+    return state
 
 
 __all__ = ["JOURNAL", "STATE", "STATUSES", "Journal", "TrialRecord", "load_state", "save_state"]

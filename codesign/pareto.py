@@ -89,16 +89,26 @@ def log_normalize(values: np.ndarray, lo: float, hi: float) -> np.ndarray:
     return (v - a) / (b - a) if b > a else np.zeros_like(v)
 
 
-def ideal_point_choice(points: np.ndarray, weights: Sequence[float]) -> int:
-    """Index of the row nearest the ideal point (best of every column) by weighted Euclidean
-    distance over min-max normalized columns (MENNDL-style selection of one design from a front)."""
+def ideal_point_distances(points: np.ndarray, weights: Sequence[float]) -> np.ndarray:
+    """Weighted Euclidean distance of every row to the ideal point (the best of every column) after
+    min-max normalizing each column over the rows given: 0 at the ideal, sqrt(sum of weights) at
+    the nadir. A constant column adds nothing. Pass only the rows that should set the scale."""
     F = np.asarray(points, dtype=float)
+    if len(F) == 0:
+        return np.zeros(0)
+    F = F.reshape(len(F), -1)
     lo, hi = F.min(axis=0), F.max(axis=0)
     span = np.where(hi > lo, hi - lo, 1.0)
     gap = (hi - F) / span  # 0 at the ideal, 1 at the worst
-    dist = np.sqrt((np.asarray(weights, dtype=float) * gap ** 2).sum(axis=1))
-    return int(np.argmin(dist))
+    return np.sqrt((np.asarray(weights, dtype=float) * gap ** 2).sum(axis=1))
 
 
-__all__ = ["crowding_distance", "dominates", "hypervolume_2d", "ideal_point_choice", "log_normalize",
-           "non_dominated_sort", "pareto_mask"]
+def ideal_point_choice(points: np.ndarray, weights: Sequence[float]) -> int:
+    """Index of the row nearest the ideal point (best of every column) by weighted Euclidean
+    distance over min-max normalized columns (MENNDL-style selection of one design from a front);
+    the first such row on a tie."""
+    return int(np.argmin(ideal_point_distances(points, weights)))
+
+
+__all__ = ["crowding_distance", "dominates", "hypervolume_2d", "ideal_point_choice", "ideal_point_distances",
+           "log_normalize", "non_dominated_sort", "pareto_mask"]

@@ -1,8 +1,11 @@
 """Search results: the Pareto front (JSON, CSV, PNG), the choice of one design, and report.md.
 
-The front is over accuracy (max), FPS (max) and LUT, BRAM18, DSP (min) of every trained or cached
-candidate; the chosen design is the most accurate one meeting the target when a target is given,
-otherwise the front member nearest the ideal point (weighted distance, MENNDL-style).
+The front is over accuracy (max) and FPS (max) of every trained or cached candidate; the
+resource-aware front (accuracy, FPS, LUT, BRAM18, DSP) is an extra table and pareto.json key. One
+design is chosen by a rule (`--choose`): best-trade-off (MENNDL: nearest the ideal point of the
+accuracy-FPS front, normalized over the designs at or above an accuracy floor of twice chance),
+most-accurate, fastest or smallest. With a target, only designs meeting it are considered, and
+the default rule is most-accurate.
 """
 
 from __future__ import annotations
@@ -19,12 +22,15 @@ from typing import Any
 import numpy as np
 
 from codesign.journal import TrialRecord
-from codesign.pareto import ideal_point_choice, pareto_mask
+from codesign.pareto import ideal_point_distances, pareto_mask
 from hw_space.design import atomic_write_text
 
 FRONT_RESOURCES = ("LUT", "BRAM18", "DSP")
-# weights of accuracy, log FPS, LUT, BRAM18, DSP in the ideal-point distance
-IDEAL_WEIGHTS = (1.0, 0.5, 0.1, 0.1, 0.1)
+CHOOSE_RULES = ("best-trade-off", "most-accurate", "fastest", "smallest")
+DEFAULT_CHOOSE = "best-trade-off"
+# weights of accuracy and log10 FPS in the best-trade-off distance (MENNDL: equal by default)
+TRADE_OFF_WEIGHTS = (1.0, 1.0)
+FLOOR_TIMES_CHANCE = 2.0  # designs below this multiple of chance accuracy are not chosen nor normalized over
 CSV_FIELDS = ("number", "network_hash", "accuracy", "fps", "latency_us", "LUT", "FF", "BRAM18", "URAM", "DSP",
               "reward", "status", "summary")
 
@@ -63,49 +69,127 @@ def scored(records: Sequence[TrialRecord]) -> list[TrialRecord]:
 
 
 def objectives(records: Sequence[TrialRecord]) -> np.ndarray:
-    """(n, 5) maximized objectives: accuracy, log10 FPS, -LUT, -BRAM18, -DSP."""
+    """(n, 5) maximized objectives of the resource-aware front: accuracy, log10 FPS, -LUT, -BRAM18, -DSP."""
     return np.array([[r.accuracy, math.log10(max(r.fps, 1e-9))]
                      + [-float(r.estimate["resources"][k]) for k in FRONT_RESOURCES] for r in records], dtype=float)
 
 
-def pareto_front(records: Sequence[TrialRecord]) -> list[TrialRecord]:
-    """The non-dominated distinct designs, by decreasing accuracy."""
+def accuracy_fps(records: Sequence[TrialRecord]) -> np.ndarray:
+    """(n, 2) maximized objectives of the front: accuracy and log10 FPS."""
+    return np.array([[r.accuracy, math.log10(max(r.fps, 1e-9))] for r in records], dtype=float).reshape(-1, 2)
+
+
+def _front(records: Sequence[TrialRecord], points) -> list[TrialRecord]:
     cands = scored(records)
     if not cands:
         return []
-    mask = pareto_mask(objectives(cands))
+    mask = pareto_mask(points(cands))
     return sorted((r for r, m in zip(cands, mask) if m), key=lambda r: (-r.accuracy, -r.fps))
+
+
+def pareto_front(records: Sequence[TrialRecord]) -> list[TrialRecord]:
+    """The distinct designs no other beats in both accuracy and FPS, by decreasing accuracy."""
+    return _front(records, accuracy_fps)
+
+
+def resource_front(records: Sequence[TrialRecord]) -> list[TrialRecord]:
+    """The distinct designs non-dominated over accuracy, FPS, LUT, BRAM18 and DSP, by decreasing
+    accuracy (a superset of the accuracy-FPS front; large, so shown as an extra table)."""
+    return _front(records, objectives)
+
+
+def accuracy_floor(num_classes: int | None) -> float | None:
+    """Twice chance accuracy (2 / classes): below it a design has learned little, whatever its speed."""
+    return FLOOR_TIMES_CHANCE / num_classes if num_classes else None
+
+
+def board_share(r: TrialRecord) -> tuple[float, float]:
+    """How much of the board a design takes: the utilization of its most used resource (LUT, FF,
+    BRAM18, URAM or DSP, each as a share of the board's capacity), then the sum of the shares."""
+    est = r.estimate or {}
+    util = {k: float(v) for k, v in (est.get("utilization") or {}).items()}
+    if not util:  # older records: shares from the resources and the board's capacity
+        cap, res = est.get("capacity") or {}, est.get("resources") or {}
+        util = {k: float(res.get(k, 0)) / float(cap[k]) for k in cap if cap[k]}
+    if not util:
+        return float(est.get("resources", {}).get("LUT", 0)), 0.0
+    return max(util.values()), sum(util.values())
 
 
 @dataclass
 class Choice:
-    """The chosen design and why it was chosen."""
+    """The chosen design, the rule that chose it and one sentence why."""
 
     record: TrialRecord | None
     why: str
+    rule: str = ""
+    floor: float | None = None
 
 
-def choose(records: Sequence[TrialRecord], target_fps: float | None = None,
-           target_latency_us: float | None = None) -> Choice:
-    """The most accurate design meeting the user's target, or the front member nearest the ideal."""
-    front = pareto_front(records)
-    if not front:
-        return Choice(None, "no candidate was trained (every design was pruned)")
-    if target_fps is not None or target_latency_us is not None:
-        ok = [r for r in front  # a design meeting the target is dominated only by front designs meeting it
-              if (target_fps is None or r.fps >= target_fps)
-              and (target_latency_us is None or float(r.estimate["latency_us"]) <= target_latency_us)]
+def _pct(x: float) -> str:
+    return f"{x:.0%}" if abs(x * 100 - round(x * 100)) < 1e-9 else f"{x:.1%}"
+
+
+def choose(records: Sequence[TrialRecord], target_fps: float | None = None, target_latency_us: float | None = None,
+           rule: str | None = None, num_classes: int | None = None, floor: float | None = None) -> Choice:
+    """One design by `rule` (CHOOSE_RULES; None: most-accurate when a target is given, else
+    best-trade-off). With a target only the designs meeting it are considered (all, with a note,
+    when none does). fastest, smallest and best-trade-off consider only designs at or above the
+    accuracy floor (default twice chance, 2 / num_classes; all, with a note, when none reaches it)."""
+    targeted = target_fps is not None or target_latency_us is not None
+    if rule is None:
+        rule = "most-accurate" if targeted else DEFAULT_CHOOSE
+    if rule not in CHOOSE_RULES:
+        raise ValueError(f"--choose {rule!r} is not allowed; allowed: {', '.join(CHOOSE_RULES)}")
+    floor = accuracy_floor(num_classes) if floor is None else floor
+    pool = scored(records)
+    if not pool:
+        return Choice(None, "no candidate was trained (every design was pruned)", rule, floor)
+    notes = []
+    if targeted:
         what = f"{target_fps:,.0f} FPS" if target_fps is not None else f"{target_latency_us:g} us latency"
+        ok = [r for r in pool if (target_fps is None or r.fps >= target_fps)
+              and (target_latency_us is None or float(r.estimate["latency_us"]) <= target_latency_us)]
         if ok:
-            best = max(ok, key=lambda r: (r.accuracy, r.fps))
-            return Choice(best, f"the most accurate design meeting the target of {what}")
-        note = f"no trained design meets the target of {what}; "
+            pool = ok
+            notes.append(f"among the {len(ok)} designs meeting the target of {what}")
+        else:
+            notes.append(f"no trained design meets the target of {what}, so among all {len(pool)} trained designs")
+    if floor is not None and rule != "most-accurate":
+        above = [r for r in pool if r.accuracy >= floor]
+        below = len(pool) - len(above)
+        chance = f"{_pct(floor)} accuracy floor ({FLOOR_TIMES_CHANCE:g} x chance" + \
+            (f" for {num_classes} classes)" if num_classes else ")")
+        if not above:
+            notes.append(f"no design reaches the {chance}, so all of them are considered")
+        else:
+            pool = above
+            if below:
+                notes.append(f"{below} design(s) below the {chance} left out")
+    how = f" ({'; '.join(notes)})" if notes else ""
+    if rule == "most-accurate":
+        best = max(pool, key=lambda r: (r.accuracy, r.fps))
+        why = f"the most accurate design{how}, ties broken by FPS"
+    elif rule == "fastest":
+        best = max(pool, key=lambda r: (r.fps, r.accuracy))
+        why = f"the fastest design{how}, ties broken by accuracy"
+    elif rule == "smallest":
+        best = min(pool, key=lambda r: (*board_share(r), -r.accuracy, -r.fps))
+        why = (f"the design taking the smallest share of the board{how}: {_pct(board_share(best)[0])} of its most "
+               "used resource (the largest of its LUT, FF, BRAM18, URAM and DSP utilizations; ties: the smaller "
+               "sum of utilizations, then accuracy)")
     else:
-        note = ""
-    k = ideal_point_choice(objectives(front), IDEAL_WEIGHTS)
-    return Choice(front[k], note + "the Pareto-front design nearest the ideal point (weighted Euclidean distance "
-                  f"over min-max normalized objectives, weights accuracy {IDEAL_WEIGHTS[0]}, log FPS "
-                  f"{IDEAL_WEIGHTS[1]}, LUT/BRAM18/DSP {IDEAL_WEIGHTS[2]} each)")
+        front = pareto_front(pool)  # sorted by decreasing accuracy: on a tie the more accurate wins
+        dist = ideal_point_distances(accuracy_fps(front), TRADE_OFF_WEIGHTS)
+        k = min(range(len(front)), key=lambda i: (round(float(dist[i]), 9), i))
+        best = front[k]
+        top_acc, top_fps = max(r.accuracy for r in front), max(r.fps for r in front)
+        why = (f"the accuracy-FPS front design nearest the ideal point{how}: the ideal is ({top_acc:.1%}, "
+               f"{top_fps:,.0f} FPS), the best accuracy and the best FPS of the {len(front)} front designs considered, "
+               f"and this design is at weighted Euclidean distance {float(dist[k]):.3f} from it after min-max "
+               f"normalizing accuracy and log10 FPS over those designs (MENNDL; weights {TRADE_OFF_WEIGHTS[0]:g} "
+               f"and {TRADE_OFF_WEIGHTS[1]:g})")
+    return Choice(best, why, rule, floor)
 
 
 def row(r: TrialRecord) -> dict[str, Any]:
@@ -116,11 +200,16 @@ def row(r: TrialRecord) -> dict[str, Any]:
             "status": r.status, "summary": summary(r.design)}
 
 
-def write_pareto(run_dir: Path, front: Sequence[TrialRecord]) -> None:
-    """pareto.json (rows with the full designs) and pareto.csv, both written atomically."""
+def write_pareto(run_dir: Path, front: Sequence[TrialRecord],
+                 resources: Sequence[TrialRecord] | None = None) -> None:
+    """pareto.json and pareto.csv, both written atomically: the accuracy-FPS front (rows with the
+    full designs), and in pareto.json also the resource-aware front under `resource_front`."""
     rows = [row(r) for r in front]
-    data = {"objectives": {"accuracy": "max", "fps": "max", **{k: "min" for k in FRONT_RESOURCES}},
-            "front": [{**x, "design": r.design} for x, r in zip(rows, front)]}
+    data: dict[str, Any] = {"objectives": {"accuracy": "max", "fps": "max"},
+                            "front": [{**x, "design": r.design} for x, r in zip(rows, front)]}
+    if resources is not None:
+        data["resource_front"] = {"objectives": {"accuracy": "max", "fps": "max", **{k: "min" for k in FRONT_RESOURCES}},
+                                  "front": [{**row(r), "design": r.design} for r in resources]}
     atomic_write_text(run_dir / "pareto.json", json.dumps(data, indent=2) + "\n")
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS, lineterminator="\n")
@@ -130,9 +219,10 @@ def write_pareto(run_dir: Path, front: Sequence[TrialRecord]) -> None:
 
 
 def plot_pareto(path: Path, records: Sequence[TrialRecord], front: Sequence[TrialRecord],
-                chosen: TrialRecord | None = None, title: str = "") -> None:
+                chosen: TrialRecord | None = None, title: str = "", floor: float | None = None) -> None:
     """Accuracy vs FPS (log x): every candidate grey, pruned ones as red x at accuracy 0, the
-    front highlighted and its accuracy/FPS staircase drawn, the chosen design starred."""
+    accuracy-FPS front and its staircase drawn, the chooser's accuracy floor dashed, the chosen
+    design starred."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -147,14 +237,14 @@ def plot_pareto(path: Path, records: Sequence[TrialRecord], front: Sequence[Tria
         ax.scatter([r.fps for r in pruned], [0.0] * len(pruned), s=18, c="tab:red", marker="x",
                    label="pruned by the cost model (not trained)")
     if front:
-        ax.scatter([r.fps for r in front], [r.accuracy for r in front], s=22, c="tab:blue", alpha=0.45, zorder=3,
-                   label="Pareto front over accuracy, FPS, LUT, BRAM, DSP")
-        pts = np.array([[r.accuracy, math.log10(r.fps)] for r in front])
-        two = sorted((front[i] for i in np.flatnonzero(pareto_mask(pts))), key=lambda r: r.fps)
+        two = sorted(front, key=lambda r: r.fps)
         # attainment staircase: up to each point's FPS, that point's accuracy is reachable
         ax.step([r.fps for r in two], [r.accuracy for r in two], where="pre", c="navy", lw=1.2, zorder=3)
         ax.scatter([r.fps for r in two], [r.accuracy for r in two], s=34, c="navy", zorder=4,
-                   label="accuracy-FPS front")
+                   label="Pareto front (accuracy vs FPS)")
+    if floor is not None:
+        ax.axhline(floor, c="tab:red", ls="--", lw=0.8, zorder=2,
+                   label=f"accuracy floor {floor:.0%} (not chosen below it)")
     if chosen is not None:
         ax.scatter([chosen.fps], [chosen.accuracy], s=160, marker="*", c="gold", edgecolors="k", zorder=5,
                    label="chosen design")
@@ -197,6 +287,29 @@ class RunSummary:
     notes: list[str] = field(default_factory=list)
 
 
+def outcome(choice: Choice, hls: dict[str, Any]) -> tuple[bool, str]:
+    """Whether the run succeeded and one sentence saying so: report.md's result line and the last
+    line `codesign search` prints. It fails when no candidate was trained, or when the chosen design
+    was not emitted, could not be C-simulated or did not verify bit-exact (--skip-hls is no failure)."""
+    rec = choice.record
+    if rec is None:
+        return False, f"{choice.why}; nothing to emit (relax the target or --max-util, or widen the space)"
+    chosen = f"the chosen design #{rec.number}"
+    if hls.get("failed"):
+        return False, f"{chosen} has no C-simulation verdict: {hls['failed']}"
+    if hls.get("skipped"):
+        return True, f"{chosen} was not emitted or C-simulated ({hls['skipped']})"
+    if not hls:
+        return False, f"{chosen} has no C-simulation verdict"
+    if hls.get("bit_exact") is True:
+        warned = f", with {len(hls['warnings'])} warning(s)" if hls.get("warnings") else ""
+        return True, f"{chosen} verified bit-exact in C-simulation ({hls.get('samples', '?')} samples{warned})"
+    why = f"{hls.get('mismatches', '?')} of {hls.get('samples', '?')} samples mismatch"
+    if hls.get("problems"):
+        why += f"; {hls['problems']}"
+    return False, f"{chosen} did not verify bit-exact: {why}"
+
+
 def pruning_stats(records: Sequence[TrialRecord]) -> dict[str, float]:
     """Counts of the cost model's work and the training time its pruning saved."""
     n = len(records)
@@ -231,10 +344,52 @@ def layer_table(est: dict[str, Any]) -> str:
     return _table(("stage", "kind", "shape", "PE", "SIMD", "cycles", "LUT", "FF", "BRAM18", "URAM", "DSP"), rows)
 
 
+RULE_TEXT = {
+    "best-trade-off": "the accuracy-FPS front design nearest the ideal point, MENNDL-style, over the designs at or "
+                      "above the accuracy floor",
+    "most-accurate": "the highest accuracy, then the highest FPS",
+    "fastest": "the highest FPS among the designs at or above the accuracy floor",
+    "smallest": "the smallest share of the board among the designs at or above the accuracy floor",
+}
+
+
+def _front_rows(front: Sequence[TrialRecord], floor: float | None) -> list[tuple[Any, ...]]:
+    return [(r.number, f"{r.accuracy:.4f}" + (" (below floor)" if floor is not None and r.accuracy < floor else ""),
+             f"{r.fps:,.0f}", f"{float(r.estimate['latency_us']):,.1f}",
+             *(f"{int(r.estimate['resources'][k]):,}" for k in FRONT_RESOURCES), f"{r.reward:.4f}",
+             summary(r.design)) for r in front]
+
+
+_FRONT_HEADER = ("#", "accuracy", "FPS", "latency us", "LUT", "BRAM18", "DSP", "reward", "design")
+
+
+def _front_sections(s: RunSummary) -> list[str]:
+    """The accuracy-FPS front, then the resource-aware front as an extra table."""
+    floor = s.choice.floor
+    n = len(scored(s.records))
+    out = ["## Pareto front", "",
+           f"Non-dominated over accuracy (max) and FPS (max): {len(s.front)} of the {n} trained designs "
+           "(also `pareto.json`, `pareto.csv` and `pareto.png`).", ""]
+    out += [_table(_FRONT_HEADER, _front_rows(s.front, floor)) if s.front else "(empty: no candidate was trained)", ""]
+    if floor is not None and s.front:
+        below = [f"#{r.number}" for r in s.front if r.accuracy < floor]
+        out += [f"Accuracy floor of the chooser: {_pct(floor)} (twice chance); designs below it are left out of the "
+                f"choice and of the normalization ({', '.join(below) if below else 'none on this front'}).", ""]
+    res = resource_front(s.records)
+    if res:
+        out += ["### Resource-aware front", "",
+                f"Non-dominated over accuracy and FPS (max) and LUT, BRAM18 and DSP (min): {len(res)} of the {n} "
+                "trained designs (`resource_front` in `pareto.json`); a design here trades accuracy or speed for "
+                "fewer resources.", "", _table(_FRONT_HEADER, _front_rows(res, floor)), ""]
+    return out
+
+
 def render_report(s: RunSummary) -> str:
     """report.md of a finished (or stopped) search."""
     p = pruning_stats(s.records)
+    ok, result = outcome(s.choice, s.hls)
     out = [f"# codesign search: {s.dataset} on {s.board}", "",
+           f"**Result: {'OK' if ok else 'FAILED'}** - {result}.", "",
            f"Strategy **{s.strategy}**, seed {s.seed}, {p['trials']} candidates in "
            f"{s.stages.get('total', 0.0):.0f} s. All hardware figures are analytical estimates "
            "(hw_space cost model), not synthesis results.", ""]
@@ -260,20 +415,20 @@ def render_report(s: RunSummary) -> str:
     if s.budget:
         out += [f"Training budget per candidate: {s.budget}.", ""]
     out += ["## Reward", "", s.reward_formula, ""]
-    out += ["## Pareto front", "",
-            "Non-dominated over accuracy (max), FPS (max), LUT, BRAM18 and DSP (min):", ""]
-    rows = [(r.number, f"{r.accuracy:.4f}", f"{r.fps:,.0f}", f"{float(r.estimate['latency_us']):,.1f}",
-             *(f"{int(r.estimate['resources'][k]):,}" for k in ("LUT", "BRAM18", "DSP")), f"{r.reward:.4f}",
-             summary(r.design)) for r in s.front]
-    out += [_table(("#", "accuracy", "FPS", "latency us", "LUT", "BRAM18", "DSP", "reward", "design"), rows)
-            if rows else "(empty: no candidate was trained)", ""]
+    out += _front_sections(s)
     out += ["## Chosen design", ""]
     rec = s.choice.record
+    rule = s.choice.rule or DEFAULT_CHOOSE
     if rec is None:
         out += [f"None: {s.choice.why}.", ""]
     else:
-        out += [f"Candidate #{rec.number} ({s.choice.why}): accuracy {rec.accuracy:.4f}, {rec.fps:,.0f} FPS, "
-                f"latency {float(rec.estimate['latency_us']):,.1f} us, network hash `{rec.network_hash}`.", "",
+        share = board_share(rec)[0]
+        out += [f"Rule: **{rule}** (`--choose {rule}`; {RULE_TEXT[rule]}).", "",
+                f"Candidate #{rec.number}: accuracy {rec.accuracy:.4f}, {rec.fps:,.0f} FPS, latency "
+                f"{float(rec.estimate['latency_us']):,.1f} us, LUT {int(rec.estimate['resources']['LUT']):,}, BRAM18 "
+                f"{int(rec.estimate['resources']['BRAM18'])}, DSP {int(rec.estimate['resources']['DSP'])} "
+                f"({_pct(share)} of the board's most used resource), network hash `{rec.network_hash}`.", "",
+                f"Why: {s.choice.why}.", "",
                 f"`{summary(rec.design)}` - see `best/design.yaml`.", "", layer_table(rec.estimate), ""]
     out += ["## HLS (C-simulation)", ""]
     if s.hls.get("skipped"):
@@ -282,7 +437,8 @@ def render_report(s: RunSummary) -> str:
         out += [f"No verdict - the HLS step failed: {s.hls['failed']}", ""]
     elif s.hls:
         out += [f"C-simulation verdict: **{s.hls.get('verdict', 'unknown')}**.", ""]
-        out += [f"- {k}: {v}" for k, v in s.hls.items() if k not in ("verdict",)] + [""]
+        out += [f"- {k}: {v}" for k, v in s.hls.items() if k not in ("verdict", "bit_exact", "warnings")]
+        out += [f"- **warning**: {w}" for w in s.hls.get("warnings", [])] + [""]
     out += ["## Wall time per stage", "", _table(("stage", "seconds"),
                                                  [(k, f"{v:.1f}") for k, v in s.stages.items()]), ""]
     if s.notes:
@@ -294,5 +450,6 @@ def write_report(run_dir: Path, s: RunSummary) -> None:
     atomic_write_text(run_dir / "report.md", render_report(s))
 
 
-__all__ = ["Choice", "RunSummary", "choose", "layer_table", "pareto_front", "plot_pareto", "pruning_stats",
-           "render_report", "scored", "summary", "write_pareto", "write_report"]
+__all__ = ["CHOOSE_RULES", "DEFAULT_CHOOSE", "Choice", "RunSummary", "accuracy_floor", "accuracy_fps", "board_share",
+           "choose", "layer_table", "outcome", "pareto_front", "plot_pareto", "pruning_stats", "render_report",
+           "resource_front", "scored", "summary", "write_pareto", "write_report"]

@@ -3,7 +3,8 @@
 A strategy proposes token sequences (`ask`), redraws only the hardware decisions of a proposal
 when the cost model rejects it (`resample_hardware`), learns from results (`tell`) and saves and
 restores all its state, random generators included (`state_dict` / `load_state_dict`). The Study
-asks, has the Evaluator cost / train / score the proposals, tells, journals and checkpoints.
+asks, has the Evaluator cost / train / score the proposals, journals them, tells and checkpoints; a
+resumed Study rebuilds its strategy by replaying the journal (`Study.restore`).
 """
 
 from __future__ import annotations
@@ -122,6 +123,16 @@ class EvolutionStrategy:
         self.archive: list[tuple[list[int], list[float] | None]] = []
         self.seen: set[tuple[int, ...]] = set()
         self.asked = 0
+
+    def short_run_warning(self, trials: int) -> str | None:
+        """What a run of `trials` candidates does when it is too short to breed anything, else None."""
+        if trials > self.population:
+            return None
+        return (f"--strategy evolution with --trials {trials} and a population of {self.population}: evolution breeds "
+                f"(NSGA-II selection, crossover, mutation) only after {self.population} candidates have been evaluated, "
+                "so every candidate of this run is a uniform random sample of the space (without repeats), as with "
+                f"--strategy random; give --trials well above {self.population} (e.g. {4 * self.population}) for "
+                "evolution to act")
 
     def _fresh(self, make: Callable[[], list[int]]) -> list[int]:
         tokens = make()
@@ -319,9 +330,24 @@ def objectives_of(record: TrialRecord) -> dict[str, float] | None:
             "feasible": float(record.status != "pruned")}
 
 
+REPLAYABLE = ("resample_hardware",)  # the strategy calls the cost model makes (journaled, replayed on resume)
+
+
+@dataclass
+class _Batch:
+    """Proposals asked together (numbers start .. start+size-1): those still to evaluate, and the
+    records already journaled (told with the rest once the whole batch is journaled)."""
+
+    start: int
+    size: int
+    asks: list[list[int]]
+    journaled: list[TrialRecord]
+
+
 class Study:
-    """Ask `batch` proposals, evaluate them, tell the strategy, journal every record and checkpoint
-    the strategy atomically, until the stop rule says so."""
+    """Ask `batch` proposals, evaluate them, journal the batch, tell the strategy and checkpoint it
+    atomically, until the stop rule says so. The journal is the source of truth: `restore` rebuilds
+    the strategy by replaying it, so a crash at any point resumes the uninterrupted run's sequence."""
 
     def __init__(self, strategy: Strategy, evaluator: Evaluates, journal: Journal, state_path: Any,
                  stop: StopRule, batch: int = 1, progress: Callable[[Study], None] | None = None,
@@ -337,6 +363,7 @@ class Study:
         self.records: list[TrialRecord] = []
         self.elapsed_before = 0.0
         self._started = time.perf_counter()
+        self._unfinished: _Batch | None = None  # a journaled batch cut short, completed first by run()
 
     @property
     def elapsed(self) -> float:
@@ -348,43 +375,129 @@ class Study:
             out[r.status] += 1
         return out
 
-    def restore(self, records: list[TrialRecord], state: dict[str, Any] | None) -> None:
-        """Continue from a journal and the last checkpoint: records journaled after the checkpoint
-        are told to the restored strategy, and every trained network goes into the cache."""
+    def restore(self, records: list[TrialRecord], state: dict[str, Any] | None = None) -> None:
+        """Continue a journaled run; `self.strategy` must be freshly made with the run's seed.
+
+        The strategy state is derived from the journal, never from the checkpoint (which may lag
+        behind it): every journaled batch is asked again, the calls the cost model made on the
+        strategy (its hardware resampling) are made again and the journaled rewards told, in the
+        original order - the same calls as the uninterrupted run, so the same state, random
+        generators included. Each replayed proposal must equal the journaled one, else the run
+        folder is refused. A last batch cut short (a crash or a full disk between its records) is
+        completed first by `run`. Trained networks go into the evaluator's cache; the checkpoint
+        only gives the search time spent before."""
         self.records = list(records)
+        source = str(getattr(self.journal, "path", "")) or None
+        for i, r in enumerate(self.records):
+            if r.number != i:
+                raise CodesignError(f"journal record {i + 1} is candidate #{r.number}, expected #{i}: the journal is "
+                                    "damaged (did two searches write into this run folder at once?)", source=source)
+            if not isinstance(r.replay, dict):
+                raise CodesignError(f"candidate #{r.number}: replay is not a mapping: the journal is damaged",
+                                    source=source)
         self.evaluator.restore(self.records)
-        told = 0
+        self._unfinished = self._replay(self.records, source)
         if state is not None:
-            self.strategy.load_state_dict(state["strategy"])
-            told = int(state["trials"])
             self.elapsed_before = float(state.get("elapsed_s", 0.0))
-            if "global_rng" in state:
-                _set_global_rng(state["global_rng"])
-        for r in self.records[told:]:
-            self.strategy.tell(r.tokens, r.reward, objectives_of(r))
         self._started = time.perf_counter()
 
+    def _replay(self, records: list[TrialRecord], source: str | None) -> _Batch | None:
+        """Re-run the strategy's side of every journaled batch; the last batch when it was cut short."""
+        i = 0
+        while i < len(records):
+            first = records[i]
+            batch = first.replay.get("batch")
+            try:
+                start, size = (first.number, self.batch) if batch is None else (int(batch[0]), int(batch[1]))
+            except (TypeError, ValueError, IndexError):
+                raise CodesignError(f"candidate #{first.number}: batch {str(batch)[:40]} is not [first, size]: the "
+                                    "journal is damaged", source=source) from None
+            group = [first]
+            while i + len(group) < len(records) and len(group) < size and \
+                    records[i + len(group)].replay.get("batch") == batch:
+                group.append(records[i + len(group)])
+            i += len(group)
+            if batch is None:  # journaled before batches were recorded: the batch ends where the records say
+                size = len(group)
+            if start != first.number or size < 1:
+                raise CodesignError(f"candidate #{first.number} opens no batch (batch {batch}): the journal is "
+                                    "damaged", source=source)
+            asks = [self.strategy.ask() for _ in range(size)]
+            for ask, record in zip(asks, group):
+                self._replay_cost(ask, record, source)
+            if len(group) < size:
+                if i < len(records):
+                    raise CodesignError(f"the batch of candidate #{start} has {len(group)} of its {size} records and "
+                                        "more records follow: the journal is damaged", source=source)
+                return _Batch(start, size, asks[len(group):], group)
+            for record in group:
+                self.strategy.tell(record.tokens, record.reward, objectives_of(record))
+        return None
+
+    def _replay_cost(self, ask: list[int], record: TrialRecord, source: str | None) -> None:
+        """The strategy calls the cost model made for one journaled proposal, made again."""
+        def refuse(got: Any) -> CodesignError:
+            return CodesignError(f"cannot resume: replaying the journal, candidate #{record.number} comes out as "
+                                 f"{got}, not as journaled (was the run folder written by another version of "
+                                 "codesign, or edited?)", source=source)
+
+        if "asked" not in record.replay:  # journaled before the calls were recorded: cost it again
+            cost = getattr(self.evaluator, "cost", None)
+            tokens = list(cost(ask, self.strategy).tokens) if cost is not None else list(ask)
+            if tokens != list(record.tokens):
+                raise refuse(tokens)
+            return
+        if list(ask) != list(record.replay["asked"]):
+            raise refuse(list(ask))
+        made = [list(ask)]
+        for call in record.replay.get("calls", []):
+            try:
+                name, args, kwargs = call[0], list(call[1]), dict(call[2] if len(call) > 2 else {})
+            except (TypeError, ValueError, IndexError, KeyError):
+                name = None
+            if name not in REPLAYABLE:
+                raise CodesignError(f"candidate #{record.number}: the journal asks to replay {str(call)[:80]}, which "
+                                    f"is not a strategy call the cost model makes ({', '.join(REPLAYABLE)}): the "
+                                    "journal is damaged", source=source)
+            result = getattr(self.strategy, name)(*args, **kwargs)
+            if isinstance(result, list):
+                made += [list(r) for r in result if isinstance(r, (list, tuple))]
+        if list(record.tokens) not in made:
+            raise refuse(f"one of {len(made)} proposals none of which is {list(record.tokens)}")
+
     def checkpoint(self) -> None:
+        """A snapshot of the strategy (tensors and plain values only: loaded with weights_only=True)."""
         save_state(self.state_path, {"strategy": self.strategy.state_dict(), "trials": len(self.records),
-                                     "elapsed_s": self.elapsed, "global_rng": _global_rng(), **self.extra_state})
+                                     "elapsed_s": self.elapsed, **self.extra_state})
 
     def run(self) -> list[TrialRecord]:
-        """Run until the stop rule; a KeyboardInterrupt propagates after the journal and the
-        checkpoint are consistent (every told record is journaled)."""
+        """Run until the stop rule. Each batch is journaled with one write before the strategy is
+        told; a stop signal (Ctrl-C, SIGTERM) is held while a batch is journaled, told and
+        checkpointed, then propagates. A crash anywhere leaves a journal `restore` resumes from."""
         while True:
             c = self.counts()
-            if self.stop.done(len(self.records), c["trained"], self.elapsed):
+            n = len(self.records)
+            if self.stop.done(n, c["trained"], self.elapsed):
                 break
-            k = self.batch
-            if self.stop.max_trials is not None:
-                k = min(k, self.stop.max_trials - len(self.records))
-            asks = [self.strategy.ask() for _ in range(k)]
-            records = self.evaluator.evaluate(asks, self.strategy, len(self.records))
-            with deferred_interrupt():  # journal, tell and checkpoint stay consistent under Ctrl-C
-                for record in records:
-                    self.journal.append(record)
-                    self.records.append(record)
-                    self.strategy.tell(record.tokens, record.reward, objectives_of(record))
+            room = self.stop.max_trials - n if self.stop.max_trials is not None else None
+            if self._unfinished is not None:
+                batch, self._unfinished = self._unfinished, None
+            else:
+                k = self.batch if room is None else min(self.batch, room)
+                batch = _Batch(n, k, [self.strategy.ask() for _ in range(k)], [])
+            asks = batch.asks if room is None else batch.asks[:room]
+            records = self.evaluator.evaluate(asks, self.strategy, n)
+            for record in records:
+                record.replay["batch"] = [batch.start, batch.size]
+            with deferred_interrupt():  # journal, tell and checkpoint stay together under Ctrl-C / SIGTERM
+                self.journal.append_many(records)
+                self.records.extend(records)
+                done = batch.journaled + records
+                if len(done) == batch.size:
+                    for record in done:
+                        self.strategy.tell(record.tokens, record.reward, objectives_of(record))
+                else:  # a resumed batch cut short by --trials: the rest waits for a later resume
+                    self._unfinished = _Batch(batch.start, batch.size, batch.asks[len(asks):], done)
                 self.checkpoint()
             if self.progress is not None:
                 self.progress(self)
@@ -400,40 +513,31 @@ class Study:
         return max((r.reward for r in self.records), default=float("nan"))
 
 
+_DEFERRED = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
 @contextmanager
 def deferred_interrupt() -> Iterator[None]:
-    """Hold a Ctrl-C (SIGINT) that arrives inside the block until the block has finished."""
+    """Hold a stop signal (SIGINT, SIGTERM, SIGHUP) that arrives inside the block until the block has
+    finished, then deliver the first one to the handler in place before (Ctrl-C's KeyboardInterrupt,
+    the search's clean stop, or the default action). Ignored signals stay ignored."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    caught: list[Any] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    caught: list[int] = []
+    previous: dict[int, Any] = {}
+    for sig in _DEFERRED:
+        handler = signal.getsignal(sig)
+        if handler is signal.SIG_IGN or handler is None:  # None: installed outside Python, cannot be restored
+            continue
+        previous[sig] = signal.signal(sig, lambda signum, frame: caught.append(signum))
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous if previous is not None else signal.SIG_DFL)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     if caught:
-        raise KeyboardInterrupt
-
-
-def _global_rng() -> dict[str, Any]:
-    """Python's, NumPy's and torch's global generator states (the strategies keep their own
-    generators; these are saved too so a resumed run continues from exactly where it stopped)."""
-    import random
-
-    import torch
-
-    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-
-
-def _set_global_rng(state: dict[str, Any]) -> None:
-    import random
-
-    import torch
-
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
+        signal.raise_signal(caught[0])
 
 
 def progress_printer(total: int | None, stream: Any = None) -> Callable[[Study], None]:

@@ -2,6 +2,12 @@
 
 Loads from and saves to the YAML schema of DESIGN.md section 2; every field is validated on load
 and a bad file gets one `CodesignError` line naming the file, the field and what is allowed.
+
+Boards travel with the design: a written file names the board (`hardware.board`, never a path) and
+embeds its resources (`hardware.board_spec: {part, LUT, FF, BRAM18, URAM, DSP, clock_mhz, axi_width}`),
+so it loads in any folder. On load, a board_spec of a built-in board must match it; a custom
+board's spec is used as is (hw_space.boards remembers it by name). Older files (a built-in name, or
+a board YAML path resolved from the working folder or the design's folder) still load.
 """
 
 from __future__ import annotations
@@ -15,8 +21,9 @@ from typing import Any
 
 import yaml
 
+from hw_space.boards import Board, board_from_spec, find_board, is_path_like, load_board_file
 from hw_space.errors import CodesignError
-from hw_space.files import atomic_write_text
+from hw_space.files import INT64_MAX, atomic_write_text, load_yaml_file
 
 LAYER_TYPES = ("conv", "dense", "maxpool")
 TEMPLATES = ("dataflow", "tiled")
@@ -24,7 +31,8 @@ MEMORY_STYLES = ("auto", "bram", "lutram", "uram", "external")
 MAC_STYLES = ("auto", "lut", "dsp")
 MIN_BITS, MAX_BITS = 1, 8
 PORT_WIDTHS = (8, 16, 32, 64, 128, 256, 512)
-_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")  # always fullmatch: "conv0\n" is not a name
+MAX_FOLD = 1 << 20  # PE / SIMD never exceed the widest layer (out_features <= 2^20)
 
 
 @dataclass(frozen=True)
@@ -125,12 +133,15 @@ class Network:
 @dataclass(frozen=True)
 class LayerFold:
     """Folding of one layer on the dataflow template: PE output lanes, SIMD input lanes, memory
-    for the weights and the multiplier style (FINN's ram_style / resType)."""
+    for the weights and the multiplier style (FINN's ram_style / resType). swg_simd is the SIMD of a
+    conv's sliding window (it divides the input channels; None: chosen from simd, see
+    hw_space.folding.swg_simd_for); where it differs from simd a width converter joins the two."""
 
     pe: int = 1
     simd: int = 1
     weight_memory: str = "auto"
     mac: str = "auto"
+    swg_simd: int | None = None
 
 
 @dataclass(frozen=True)
@@ -184,6 +195,8 @@ class Hardware:
                     entry["weight_memory"] = f.weight_memory
                 if f.mac != "auto":
                     entry["mac"] = f.mac
+                if f.swg_simd is not None:
+                    entry["swg_simd"] = f.swg_simd
                 layers[name] = entry
             out["layers"] = layers
         return out
@@ -200,13 +213,30 @@ class Design:
         return {"network": self.network.to_dict(), "hardware": self.hardware.to_dict()}
 
     def to_yaml(self) -> str:
-        return _dump_yaml(self.to_dict())
+        """The design file: hardware.board is the board's name and hardware.board_spec its resources
+        (when the board can be found), so the file loads in any folder."""
+        data = self.to_dict()
+        board = _board_for_file(self.hardware.board)
+        if board is not None:
+            hw = data["hardware"]
+            data["hardware"] = {"board": board.name, "board_spec": board.spec(),
+                                **{k: v for k, v in hw.items() if k != "board"}}
+        return _dump_yaml(data)
 
     def with_hardware(self, **changes: Any) -> Design:
         return replace(self, hardware=replace(self.hardware, **changes))
 
 
 # ---------------------------------------------------------------- serialisation helpers
+
+def _board_for_file(board: str) -> Board | None:
+    """The board a written file embeds: built-in, met earlier in this process, or loaded from a path
+    (a path that does not load is an error: a written file never holds a path)."""
+    try:
+        return find_board(board)
+    except CodesignError as exc:
+        raise CodesignError(f"hardware.board: {board!r} cannot be written into a design file: {exc}") from None
+
 
 def _input_dict(spec: InputSpec) -> dict[str, int]:
     return {"channels": spec.channels, "height": spec.height, "width": spec.width, "bits": spec.bits}
@@ -255,6 +285,8 @@ def _dump_yaml(data: dict[str, Any]) -> str:
         hw["layers"] = {k: _FlowDict(v) for k, v in hw["layers"].items()}
     if "engine" in hw:
         hw["engine"] = _FlowDict(hw["engine"])
+    if "board_spec" in hw:
+        hw["board_spec"] = _FlowDict(hw["board_spec"])
     return yaml.dump({"network": net, "hardware": hw}, Dumper=_Dumper, sort_keys=False,
                      default_flow_style=False, width=200)
 
@@ -284,7 +316,7 @@ class _Reader:
             if key not in allowed:
                 raise self.fail(f"{where}.{key}", f"unknown field; allowed: {', '.join(allowed)}")
 
-    def int(self, data: dict[str, Any], key: str, where: str, lo: int, hi: int | None = None,
+    def int(self, data: dict[str, Any], key: str, where: str, lo: int, hi: int = INT64_MAX,
             default: int | None = None) -> int:
         if key not in data:
             if default is None:
@@ -293,9 +325,10 @@ class _Reader:
         value = data[key]
         if isinstance(value, bool) or not isinstance(value, int):
             raise self.fail(f"{where}.{key}", f"expected an integer, got {value!r}")
-        if value < lo or (hi is not None and value > hi):
-            allowed = f"{lo}..{hi}" if hi is not None else f">= {lo}"
-            raise self.fail(f"{where}.{key}", f"{value} is out of range; allowed: {allowed}")
+        if not lo <= value <= hi:
+            allowed = f"{lo}..{hi}" if hi != INT64_MAX else f">= {lo} (64-bit)"
+            shown = str(value) if len(str(value)) <= 24 else f"{str(value)[:20]}...({len(str(value))} digits)"
+            raise self.fail(f"{where}.{key}", f"{shown} is out of range; allowed: {allowed}")
         return value
 
     def choice(self, data: dict[str, Any], key: str, where: str, allowed: tuple[str, ...],
@@ -350,7 +383,7 @@ def _parse_layers(r: _Reader, data: Any) -> tuple[Layer, ...]:
                 counters[ltype] += 1
             name = f"{_PREFIX[ltype]}{counters[ltype]}"
             counters[ltype] += 1
-        if not isinstance(name, str) or not _NAME_RE.match(name):
+        if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
             raise r.fail(f"{where}.name", f"{name!r} is not a valid name; allowed: letters, digits and _, "
                          "starting with a letter or _, at most 64 characters")
         if name in RESERVED_NAMES:
@@ -404,10 +437,8 @@ def _parse_hardware(r: _Reader, data: Any, net: Network) -> Hardware:
     if data is None:
         return Hardware()
     d = r.mapping(data, "hardware")
-    r.keys(d, "hardware", ("board", "clock_mhz", "template", "layers", "engine"))
-    board = d.get("board", "zc706")
-    if not isinstance(board, str) or not board:
-        raise r.fail("hardware.board", f"expected a board name or a path to a board YAML, got {board!r}")
+    r.keys(d, "hardware", ("board", "board_spec", "clock_mhz", "template", "layers", "engine"))
+    board = _parse_board_ref(r, d)
     clock = d.get("clock_mhz")
     if clock is not None and (isinstance(clock, bool) or not isinstance(clock, (int, float)) or not 1 <= clock <= 1000):
         raise r.fail("hardware.clock_mhz", f"{clock!r} is not allowed; allowed: a number of MHz in 1..1000")
@@ -422,6 +453,26 @@ def _parse_hardware(r: _Reader, data: Any, net: Network) -> Hardware:
     folds = _parse_folds(r, d.get("layers") or {}, net)
     return Hardware(board=board, clock_mhz=float(clock) if clock is not None else None,
                     template=template, layers=folds, engine=engine)
+
+
+def _parse_board_ref(r: _Reader, d: dict[str, Any]) -> str:
+    """hardware.board (+ hardware.board_spec) as a board name the rest of the tool can load."""
+    board = d.get("board", "zc706")
+    if not isinstance(board, str) or not board or "\n" in board or "\x00" in board:
+        raise r.fail("hardware.board", f"expected a board name or a path to a board YAML, got {board!r}")
+    if "board_spec" in d:
+        return board_from_spec(board, d["board_spec"], r.source).name
+    if not is_path_like(board):
+        return board  # a built-in name (checked when a command needs the board)
+    # an older file: a board YAML path, from the working folder or next to the design file
+    candidates = [Path(board)]
+    if not Path(board).is_absolute() and not r.source.startswith("<"):
+        candidates.append(Path(r.source).parent / board)
+    for path in candidates:
+        if path.is_file():
+            return load_board_file(path).name
+    raise r.fail("hardware.board", f"board file {board!r} not found (looked in the working folder and next to the "
+                 "design file); allowed: a built-in board name (see codesign boards) or a board YAML path")
 
 
 def _parse_engine(r: _Reader, data: Any) -> Engine:
@@ -453,12 +504,15 @@ def _parse_folds(r: _Reader, data: Any, net: Network) -> dict[str, LayerFold]:
         f = r.mapping(raw, where)
         if by_name[name].type == "maxpool":
             r.keys(f, where, ("pe",))
-            folds[name] = LayerFold(pe=r.int(f, "pe", where, 1, default=1))
+            folds[name] = LayerFold(pe=r.int(f, "pe", where, 1, MAX_FOLD, default=1))
             continue
-        r.keys(f, where, ("pe", "simd", "weight_memory", "mac"))
-        folds[name] = LayerFold(pe=r.int(f, "pe", where, 1, default=1), simd=r.int(f, "simd", where, 1, default=1),
+        is_conv = by_name[name].type == "conv"
+        r.keys(f, where, ("pe", "simd", "weight_memory", "mac") + (("swg_simd",) if is_conv else ()))
+        folds[name] = LayerFold(pe=r.int(f, "pe", where, 1, MAX_FOLD, default=1),
+                                simd=r.int(f, "simd", where, 1, MAX_FOLD, default=1),
                                 weight_memory=r.choice(f, "weight_memory", where, MEMORY_STYLES, "auto"),
-                                mac=r.choice(f, "mac", where, MAC_STYLES, "auto"))
+                                mac=r.choice(f, "mac", where, MAC_STYLES, "auto"),
+                                swg_simd=r.int(f, "swg_simd", where, 1, MAX_FOLD) if "swg_simd" in f else None)
     return folds
 
 
@@ -476,24 +530,6 @@ def design_from_dict(data: Any, source: str = "<design>") -> Design:
     net = Network(input=_parse_input(r, nd["input"]), layers=_parse_layers(r, nd.get("layers")))
     _check_shapes(r, net)
     return Design(network=net, hardware=_parse_hardware(r, d.get("hardware"), net))
-
-
-def load_yaml_file(path: str | Path) -> Any:
-    """Read a YAML file, turning a missing file or bad syntax into one CodesignError line."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise CodesignError("file not found", source=str(path)) from None
-    except OSError as exc:
-        raise CodesignError(f"cannot read: {exc.strerror}", source=str(path)) from None
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}: " if mark is not None else ""
-        problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise CodesignError(f"{where}{problem}", source=str(path)) from None
 
 
 def load_design(path: str | Path) -> Design:

@@ -6,9 +6,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from hw_space.boards import Board, load_board
 from hw_space.design import Design
 from hw_space.model import DEFAULT_MAX_UTIL, RESOURCE_NAMES, BatchResult, design_arrays, evaluate_design
+from hw_space.widths import AP_INT_MAX_W, too_wide
 
 
 @dataclass(frozen=True)
@@ -24,10 +27,13 @@ class LayerEstimate:
     pe: int | None = None
     simd: int | None = None
     shape: str = ""
+    width: int = 0  # widest ap_uint the kernel instantiates, bits
+    depth: int | None = None  # FIFOs: words
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "layer": self.layer, "kind": self.kind, "template": self.template,
-                "pe": self.pe, "simd": self.simd, "shape": self.shape, "cycles": self.cycles, **self.resources}
+                "pe": self.pe, "simd": self.simd, "shape": self.shape, "cycles": self.cycles, "width": self.width,
+                "depth": self.depth, **self.resources}
 
 
 @dataclass(frozen=True)
@@ -48,6 +54,8 @@ class Estimate:
     feasible: bool
     violations: list[str] = field(default_factory=list)
     layers: list[LayerEstimate] = field(default_factory=list)
+    simulated: bool = False  # II, latency and FIFO depths from the cycle-level simulation
+    analytical_ii_cycles: int = 0  # the slowest stage (equals ii_cycles unless the simulation disagrees)
 
     @property
     def latency_us(self) -> float:
@@ -61,6 +69,7 @@ class Estimate:
             "ii_cycles": self.ii_cycles, "fps": self.fps, "latency_cycles": self.latency_cycles,
             "latency_us": self.latency_us, "resources": self.resources, "capacity": self.capacity,
             "utilization": self.utilization, "feasible": self.feasible, "violations": self.violations,
+            "simulated": self.simulated, "analytical_ii_cycles": self.analytical_ii_cycles,
         }
 
 
@@ -74,6 +83,11 @@ def _shape_text(design: Design, layer_name: str) -> str:
 def _violations(design: Design, board: Board, result: BatchResult) -> list[str]:
     out = [st.rule + f" (PE={design.hardware.fold(st.layer).pe}, SIMD={design.hardware.fold(st.layer).simd})"
            for st in result.stages if not bool(st.legal[0])]
+    for st in result.stages:
+        width = int(np.asarray(st.width).reshape(-1)[0]) if np.size(st.width) else 0
+        if bool(np.asarray(st.active)[0]) and too_wide(width):
+            out.append(f"{st.layer}: {st.name} needs a {width:,}-bit word, over the {AP_INT_MAX_W:,}-bit ap_uint "
+                       "limit of Vitis HLS (AP_INT_MAX_W); lower its SIMD or PE")
     for layer in design.network.layers:
         f = design.hardware.fold(layer.name)
         uses_uram = any(st.layer == layer.name and int(st.res.URAM[0]) > 0 for st in result.stages)
@@ -94,29 +108,58 @@ def _violations(design: Design, board: Board, result: BatchResult) -> list[str]:
 
 
 def estimate(design: Design, board: Board | None = None, max_util: float = DEFAULT_MAX_UTIL,
-             target_fps: float | None = None) -> Estimate:
+             target_fps: float | None = None, simulate: bool = False) -> Estimate:
     """Estimate one design on its board (or the board given). Never raises for an infeasible
-    design: `feasible` is False and `violations` says why, one line per problem."""
+    design: `feasible` is False and `violations` says why, one line per problem.
+
+    simulate (dataflow): size the FIFOs by the cycle-level simulation (hw_space.simulate), price
+    them at those depths (the depths `codesign emit` writes) and report the simulated II and
+    first-frame latency instead of the analytical II and the sum-of-stages bound."""
     board = board or load_board(design.hardware.board)
-    result = evaluate_design(design, board, max_util, target_fps)
+    sim = None
+    if simulate and design.hardware.template == "dataflow" and \
+            bool(evaluate_design(design, board, max_util).legal[0]):
+        from hw_space.simulate import size_fifos
+
+        sim = size_fifos(design, board)
+    result = evaluate_design(design, board, max_util, target_fps, fifo_depths=None if sim is None else [sim.depths])
     hw = design.hardware
     arrays = design_arrays(design)
     index = {l.name: j for j, l in enumerate(design.network.layers)}
     layers = []
     for st in result.stages:
-        pe = simd = None
-        if st.layer in index and hw.template == "dataflow":
+        if not bool(np.asarray(st.active)[0]):
+            continue  # a width converter (and its FIFO) that this folding does not need
+        pe = simd = depth = None
+        shape = _shape_text(design, st.layer)
+        if st.kind == "fifo":
+            depth = int(st.detail["depth"][0])
+            shape = f"{depth} x {int(np.asarray(st.width)[0])} bits"
+        elif st.kind == "dwc":
+            shape = f"{int(st.detail['in_elems'][0])} -> {int(st.detail['out_elems'][0])} per word"
+        elif st.kind == "swg":
+            simd = int(st.detail["simd"][0])
+        elif st.layer in index and hw.template == "dataflow" and st.kind in ("mvau", "pool", "pool_rows"):
             j = index[st.layer]
-            pe = None if st.kind == "swg" else int(arrays["pe"][j])  # the SWG has SIMD lanes only
-            simd = int(arrays["simd"][j]) if st.kind in ("mvau", "swg") else None
+            pe = int(arrays["pe"][j])
+            simd = int(arrays["simd"][j]) if st.kind == "mvau" else None
         layers.append(LayerEstimate(
             name=st.name, layer=st.layer, kind=st.kind, template=st.template, cycles=int(st.cycles[0]),
-            resources={k: int(v[0]) for k, v in st.res.as_dict().items()}, pe=pe, simd=simd,
-            shape=_shape_text(design, st.layer)))
+            resources={k: int(v[0]) for k, v in st.res.as_dict().items()}, pe=pe, simd=simd, shape=shape,
+            width=int(np.asarray(st.width).reshape(-1)[0]) if np.size(st.width) else 0, depth=depth))
     violations = _violations(design, board, result)
+    ii, latency = int(result.ii_cycles[0]), int(result.latency_cycles[0])
+    if sim is not None:
+        ii, latency = sim.ii_cycles, sim.latency_cycles
+        if sim.deadlock:
+            violations.append("the cycle-level simulation of the stream schedule deadlocks")
+    fps = result.clock_mhz * 1e6 / max(ii, 1)
+    if sim is not None and target_fps and fps < target_fps and not any("below the target" in v for v in violations):
+        violations.append(f"FPS {fps:,.0f} is below the target")
     return Estimate(
         board=board.name, template=hw.template, clock_mhz=result.clock_mhz, max_util=max_util,
-        ii_cycles=int(result.ii_cycles[0]), fps=float(result.fps[0]), latency_cycles=int(result.latency_cycles[0]),
+        ii_cycles=ii, fps=fps, latency_cycles=latency, simulated=sim is not None,
+        analytical_ii_cycles=int(result.ii_cycles[0]),
         resources={k: int(v[0]) for k, v in result.resources.items()},
         capacity={k: board.capacity(k) for k in RESOURCE_NAMES},
         utilization={k: float(v[0]) for k, v in result.utilization.items()},
@@ -125,18 +168,20 @@ def estimate(design: Design, board: Board | None = None, max_util: float = DEFAU
 
 def format_estimate(est: Estimate) -> str:
     """A human-readable table of the estimate, per stage then totals."""
-    head = f"{'stage':<14}{'kind':<7}{'shape':<22}{'PE':>5}{'SIMD':>6}{'cycles':>12}{'LUT':>9}{'FF':>9}" \
+    head = f"{'stage':<22}{'kind':<10}{'shape':<22}{'PE':>5}{'SIMD':>6}{'cycles':>12}{'LUT':>9}{'FF':>9}" \
            f"{'BRAM18':>8}{'URAM':>6}{'DSP':>6}"
     lines = [f"board {est.board}, template {est.template}, clock {est.clock_mhz:g} MHz "
              f"(analytical estimate, not synthesis)", head, "-" * len(head)]
     for l in est.layers:
         r = l.resources
-        lines.append(f"{l.name:<14}{l.kind:<7}{l.shape:<22}{'' if l.pe is None else l.pe:>5}"
+        lines.append(f"{l.name:<22}{l.kind:<10}{l.shape:<22}{'' if l.pe is None else l.pe:>5}"
                      f"{'' if l.simd is None else l.simd:>6}{l.cycles:>12,}{r['LUT']:>9,}{r['FF']:>9,}"
                      f"{r['BRAM18']:>8,}{r['URAM']:>6,}{r['DSP']:>6,}")
     lines.append("-" * len(head))
-    lines.append(f"initiation interval {est.ii_cycles:,} cycles -> {est.fps:,.1f} FPS at {est.clock_mhz:g} MHz")
-    bound = "upper bound" if est.template == "dataflow" else "layers in sequence"
+    how = " (simulated; the slowest stage takes " f"{est.analytical_ii_cycles:,})" if est.simulated else ""
+    lines.append(f"initiation interval {est.ii_cycles:,} cycles -> {est.fps:,.1f} FPS at {est.clock_mhz:g} MHz{how}")
+    bound = ("simulated first frame, FIFOs sized by simulation" if est.simulated else
+             "upper bound: the sum of stage cycles" if est.template == "dataflow" else "layers in sequence")
     lines.append(f"latency {est.latency_cycles:,} cycles = {est.latency_us:,.1f} us ({bound})")
     for k in RESOURCE_NAMES:
         lines.append(f"{k:<7}{est.resources[k]:>10,} / {est.capacity[k]:>9,}  ({est.utilization[k]:6.1%})")

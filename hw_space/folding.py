@@ -45,13 +45,14 @@ def divisors(n: int) -> list[int]:
 
 
 def legal_folds(network: Network) -> dict[str, tuple[list[int], list[int]]]:
-    """Legal (PE values, SIMD values) per layer: PE divides the output channels, SIMD the input
-    channels of a conv (the SWG emits SIMD channels per cycle) or the input features of a dense
-    layer; a max-pool has PE only (divisors of its channels)."""
+    """Legal (PE values, SIMD values) per layer: PE divides the output channels, the MVAU's SIMD
+    divides K*K*Cin of a conv (as in FINN: the sliding window has its own SIMD, a divisor of Cin,
+    and a width converter joins the two) or the input features of a dense layer; a max-pool has
+    PE only (divisors of its channels)."""
     out: dict[str, tuple[list[int], list[int]]] = {}
     for layer, (ishape, _) in zip(network.layers, network.shapes()):
         if layer.type == "conv":
-            out[layer.name] = (divisors(layer.out_channels), divisors(ishape.channels))
+            out[layer.name] = (divisors(layer.out_channels), divisors(layer.kernel * layer.kernel * ishape.channels))
         elif layer.type == "dense":
             out[layer.name] = (divisors(layer.out_features), divisors(ishape.size))
         else:
@@ -76,7 +77,7 @@ class _LayerOptions:
         for key, values in (("pe", self.pe), ("simd", self.simd), ("mem", self.mem), ("mac", self.mac)):
             cols[key][:, j] = values
         result = model.evaluate_dataflow(cols["pe"], cols["simd"], mem=cols["mem"], mac=cols["mac"], n=n)
-        stages = [st for st in result.stages if st.layer == layer.name]
+        stages = [st for st in result.stages if _owner(model, st) == j]
         self.cycles = np.max([st.cycles for st in stages], axis=0)
         self.res = np.stack([_stage_sum(stages, k) for k in _BUDGETED], axis=1)
         keep = np.all([st.legal for st in stages], axis=0)
@@ -98,10 +99,22 @@ class _LayerOptions:
         return np.where(pos >= 0, arg_prefix[np.maximum(pos, 0)], -1)
 
 
+def _owner(model: CostModel, st) -> int:
+    """The layer whose folding a stage depends on: its own layer, the first layer for the input
+    adapter and the last for the output adapter (their words are that layer's); -1: none."""
+    if st.kind == "shell":
+        return -1
+    if st.layer == "input":
+        return 0
+    if st.layer == "output":
+        return model.L - 1
+    return [l.name for l in model.network.layers].index(st.layer)
+
+
 def _fixed_stages(model: CostModel) -> tuple[int, np.ndarray]:
-    """Cycles and resources of the stages no folding changes: I/O and the platform shell."""
+    """Cycles and resources of the stages no folding changes: the platform shell."""
     base = model.evaluate_dataflow(n=1)
-    fixed = [st for st in base.stages if st.kind in ("io", "shell")]
+    fixed = [st for st in base.stages if _owner(model, st) < 0]
     cycles = max(int(st.cycles[0]) for st in fixed)
     res = np.array([int(np.asarray(_stage_sum(fixed, k))[0]) for k in _BUDGETED])
     return cycles, res
@@ -125,10 +138,30 @@ def _apply_dataflow(design: Design, options: list[_LayerOptions], picks: list[in
 
 
 def _fold_dataflow(design: Design, model: CostModel, target_cycles: int | None) -> Design | None:
+    """The sweep below prices each layer with its neighbours at their defaults, so the width
+    converters between two folded layers are approximate: re-check the whole design and tighten
+    the budget of the resource that overflows until it fits."""
     options = _dataflow_options(model)
+    scale = np.ones(len(_BUDGETED))
+    caps = _capacities(model.board)
+    for _ in range(8):
+        folded = _sweep_dataflow(design, model, target_cycles, options, scale)
+        if folded is None:
+            return None
+        final = model.evaluate_designs([folded])
+        if bool(final.legal[0] and final.fits[0]):
+            return folded
+        used = np.array([int(final.resources[k][0]) for k in RESOURCE_NAMES] + [int(final.lutram[0])], dtype=float)
+        over = used / np.maximum(model.max_util * caps, 1)
+        scale = scale * np.where(over > 1, 0.98 / np.maximum(over, 1), 1.0)
+    return None
+
+
+def _sweep_dataflow(design: Design, model: CostModel, target_cycles: int | None, options: list[_LayerOptions],
+                    scale: np.ndarray) -> Design | None:
     io_cycles, fixed_res = _fixed_stages(model)
     caps = _capacities(model.board)
-    limit = model.max_util * caps
+    limit = model.max_util * caps * scale
     if target_cycles is not None:
         budgets = np.array([target_cycles])
     else:
@@ -198,7 +231,7 @@ def greedy_fold(design: Design, board: Board, max_util: float = DEFAULT_MAX_UTIL
             frozen[j] = True
             continue
         trial = score(p, s)
-        if trial.fits[0]:
+        if trial.fits[0] and trial.legal[0]:  # legal: no word over the ap_uint limit
             pe, simd, current = p, s, trial
         else:
             frozen[j] = True

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hw_space.memory import EXTERNAL, cdiv, memory_cost
+from hw_space.memory import AUTO, BRAM, EXTERNAL, LUTRAM, cdiv, memory_cost, resolve_style
 
 # MAC implementation codes; YAML names map onto them.
 MAC_AUTO, MAC_LUT, MAC_DSP = 0, 1, 2
@@ -67,6 +67,13 @@ def acc_bits(mw, wbits, abits):
     return np.where((wbits == 1) & (abits == 1), popcount, wbits + abits + log_mw)
 
 
+def dot_bits(mw, wbits, abits):
+    """Bits of the signed dot product a layer without activation (the last one) outputs: its
+    accumulator, plus a sign bit for XNOR-popcount, whose dot product is 2*popcount - MW."""
+    mw, wbits, abits = _ints(mw, wbits, abits)
+    return acc_bits(mw, wbits, abits) + ((wbits == 1) & (abits == 1))
+
+
 def use_dsp(mac, wbits, abits):
     """True where the multipliers go to DSP slices (explicit 'dsp', or 'auto' on wide operands)."""
     mac, wbits, abits = _ints(mac, wbits, abits)
@@ -93,6 +100,25 @@ def mac_array_luts(pe, simd, wbits, abits, acc, out_bits, tmem, dsp):
     return 300 + 1.1 * pe * (mult + adder + acc + thr + comp)
 
 
+def largest_divisor_at_most(n: int, v: int) -> int:
+    """A conv's sliding-window SIMD when the Design names none: the largest divisor of the input
+    channels n that is at most the MVAU's SIMD v (v itself whenever it divides n)."""
+    return max(d for d in range(1, max(1, min(n, v)) + 1) if n % d == 0)
+
+
+def gearbox_cycles(total, n_in, n_out):
+    """Iterations (= cycles at II=1) of the gearbox kernel (hls_templates/kernels.h.j2) repacking
+    `total` elements from words of n_in to words of n_out elements: each iteration reads a word
+    while fewer than n_out elements wait and writes a word once n_out are there (or the frame's
+    last ones). The I/O adapters and every width converter are this kernel."""
+    total, n_in, n_out = _ints(total, n_in, n_out)
+    n_in, n_out = np.maximum(n_in, 1), np.maximum(n_out, 1)
+    reads = cdiv(total, n_in)
+    written = (reads - 1) * n_in // n_out
+    slow_in = reads - 1 + cdiv(total - written * n_out, n_out)
+    return np.where(n_in >= n_out, cdiv(total, n_out), slow_in)
+
+
 @dataclass(frozen=True)
 class StreamIO:
     """The frame entering or leaving through the board's AXI DMA stream.
@@ -110,14 +136,99 @@ class StreamIO:
     def legal(self, n: int) -> np.ndarray:
         return np.ones(n, dtype=bool)
 
-    def cycles(self, elem_bits, axi_width: int):
+    @staticmethod
+    def per_word(elem_bits, axi_width: int):
+        """Elements packed into one AXI word (at least one)."""
         (elem_bits,) = _ints(elem_bits)
-        return cdiv(self.elements * elem_bits, axi_width)
+        return np.maximum(1, axi_width // np.maximum(elem_bits, 1))
 
-    def resources(self, elem_bits, axi_width: int) -> Resources:
+    def port_bits(self, elem_bits, axi_width: int):
+        """Width of the AXI-Stream port: the board's AXI width, or one element if wider."""
         (elem_bits,) = _ints(elem_bits)
-        # Width conversion to/from the AXI word: a register of each width and a small counter.
-        return _res(elem_bits, lut=60, ff=axi_width + elem_bits + 32)
+        return np.maximum(axi_width, self.per_word(elem_bits, axi_width) * elem_bits)
+
+    def cycles(self, elem_bits, axi_width: int, kernel_elems=None):
+        """The gearbox between the AXI word and the kernel's word of kernel_elems elements; without
+        kernel_elems, the bandwidth bound ceil(bits per frame / AXI width)."""
+        (elem_bits,) = _ints(elem_bits)
+        if kernel_elems is None:
+            return cdiv(self.elements * elem_bits, axi_width)
+        p = self.per_word(elem_bits, axi_width)
+        n_in, n_out = (p, kernel_elems) if self.direction == "input" else (kernel_elems, p)
+        return gearbox_cycles(self.elements, n_in, n_out)
+
+    def width(self, elem_bits, axi_width: int, kernel_elems):
+        """Widest word of the adapter: the port or the kernel's word."""
+        elem_bits, kernel_elems = _ints(elem_bits, kernel_elems)
+        return np.maximum(self.port_bits(elem_bits, axi_width), kernel_elems * elem_bits)
+
+    def resources(self, elem_bits, axi_width: int, kernel_elems=1) -> Resources:
+        """The gearbox's element buffer (port + kernel word) in registers, and its shift muxes."""
+        elem_bits, kernel_elems = _ints(elem_bits, kernel_elems)
+        buf = (self.per_word(elem_bits, axi_width) + kernel_elems) * elem_bits
+        return _res(elem_bits, lut=60 + buf, ff=buf + 32)
+
+
+@dataclass(frozen=True)
+class WidthConverter:
+    """Repacks a stream from in_elems to out_elems elements per word (FINN's
+    StreamingDataWidthConverter): the gearbox kernel, `total` elements per frame.
+
+    cycles = gearbox_cycles(total, in, out); resources: a buffer of in + out elements in registers
+    and a shift/mux network of about one LUT per buffered bit (our estimate; FINN prices its DWC
+    by the LCM of the two widths)."""
+
+    name: str
+    total: int
+    template = "width_convert"
+    kind = "dwc"
+
+    def active(self, n_in, n_out):
+        n_in, n_out = _ints(n_in, n_out)
+        return n_in != n_out
+
+    def cycles(self, n_in, n_out):
+        return np.where(self.active(n_in, n_out), gearbox_cycles(self.total, n_in, n_out), 0)
+
+    def width(self, n_in, n_out, bits):
+        n_in, n_out, bits = _ints(n_in, n_out, bits)
+        return np.where(self.active(n_in, n_out), np.maximum(n_in, n_out) * bits, 0)
+
+    def resources(self, n_in, n_out, bits) -> Resources:
+        n_in, n_out, bits = _ints(n_in, n_out, bits)
+        buf = np.where(self.active(n_in, n_out), (n_in + n_out) * bits, 0)
+        return _res(buf, lut=np.where(buf > 0, 20 + buf, 0), ff=np.where(buf > 0, buf + 32, 0))
+
+
+# hls::stream FIFOs up to this depth are registers (Vitis HLS's default depth-2 stream is a
+# register pair); deeper ones are shift registers (SRL, LUTRAM) or BRAM by the memory ladder.
+FIFO_REGISTER_DEPTH = 2
+
+
+@dataclass(frozen=True)
+class Fifo:
+    """The hls::stream FIFO between two kernels: `depth` words of `width` bits.
+
+    Depth <= 2: registers (FF = depth * width). Deeper: the 'auto' memory rule of hw_space.memory
+    (shallow or small: SRL shift registers, one SRLC32E LUT per bit per 32 words; else BRAM18 by
+    the ladder) plus an address counter of 2*ceil(log2(depth)) LUTs (FINN's StreamingFIFO)."""
+
+    name: str
+    template = "hls_stream"
+    kind = "fifo"
+
+    def resources(self, width, depth, active=True) -> Resources:
+        width, depth = _ints(width, depth)
+        on = np.asarray(active, dtype=bool) & (width > 0) & (depth > 0)
+        regs = depth <= FIFO_REGISTER_DEPTH
+        style = resolve_style(AUTO, width, depth)
+        srl = np.where(~regs & (style == LUTRAM), cdiv(depth, 32) * width, 0)
+        _, bram, _ = memory_cost(np.where(style == LUTRAM, LUTRAM, BRAM), width, depth)
+        bram = np.where(~regs & (style == BRAM), bram, 0)
+        addr = np.where(regs, 0, 2 * np.ceil(np.log2(np.maximum(depth, 2))).astype(np.int64))
+        ff = np.where(regs, depth * width, 2 * addr + 2)
+        return _res(width, lut=np.where(on, srl + addr, 0), ff=np.where(on, ff, 0), bram=np.where(on, bram, 0),
+                    lutram=np.where(on, srl, 0))
 
 
 @dataclass(frozen=True)
@@ -142,6 +253,17 @@ class SlidingWindow:
     def legal(self, simd):
         (simd,) = _ints(simd)
         return (simd >= 1) & (self.channels % np.maximum(simd, 1) == 0)
+
+    def default_simd(self, mvau_simd):
+        """The SWG SIMD used when the Design names none (largest_divisor_at_most, vectorized)."""
+        (mvau_simd,) = _ints(mvau_simd)
+        divs = np.array([d for d in range(1, self.channels + 1) if self.channels % d == 0], dtype=np.int64)
+        return divs[np.maximum(np.searchsorted(divs, mvau_simd, side="right") - 1, 0)]
+
+    def width(self, simd, in_bits, out_bits):
+        """Widest word: SIMD input lanes (line buffer and input stream) or output lanes."""
+        simd, in_bits, out_bits = _ints(simd, in_bits, out_bits)
+        return simd * np.maximum(in_bits, out_bits)
 
     def cycles(self, simd):
         """FINN ConvolutionInputGenerator expected cycles:
@@ -201,10 +323,19 @@ class MVAU:
         return np.where(mem == EXTERNAL, np.maximum(self.compute_cycles(pe, simd), stream),
                         self.compute_cycles(pe, simd))
 
+    def width(self, pe, simd, wbits, in_bits, out_bits):
+        """Widest word of the kernel: the input vector (SIMD lanes), the weight word (SIMD
+        weights), the output word (PE lanes of out_bits) or the accumulator."""
+        pe, simd, wbits, in_bits, out_bits = _ints(pe, simd, wbits, in_bits, out_bits)
+        acc = acc_bits(self.mw, wbits, in_bits)
+        return np.maximum(np.maximum(simd * in_bits, simd * wbits), np.maximum(pe * out_bits, acc))
+
     def weight_memory(self, pe, simd, wbits):
-        """(width bits, depth words) of the weight memory: depth MW*MH/(PE*SIMD), width PE*SIMD*W."""
+        """(width bits, depth words) of ONE PE's weight memory: depth MW*MH/(PE*SIMD), width SIMD*W.
+        The kernel partitions its weights by PE (weights[PE][...], ARRAY_PARTITION dim=1), so there
+        are PE such memories, as in FINN-R's and BNN-PYNQ's MVAU."""
         pe, simd, wbits = _ints(pe, simd, wbits)
-        return pe * simd * wbits, cdiv(self.mw * self.mh, pe * simd)
+        return simd * wbits, cdiv(self.mw * self.mh, pe * simd)
 
     def resources(self, pe, simd, wbits, in_bits, out_bits, mem, mac) -> Resources:
         """Weights by the memory ladder; LUTs by FINN's formula (mac_array_luts); DSPs
@@ -214,7 +345,7 @@ class MVAU:
         acc = acc_bits(self.mw, wbits, in_bits)
         dsp_path = use_dsp(mac, wbits, in_bits)
         width, depth = self.weight_memory(pe, simd, wbits)
-        mem_lut, bram, uram = memory_cost(mem, width, depth)
+        mem_lut, bram, uram = (pe * v for v in memory_cost(mem, width, depth))  # one memory per PE
         lut = mac_array_luts(pe, simd, wbits, in_bits, acc, out_bits, cdiv(self.mh, pe), dsp_path) + mem_lut
         dsp = np.where(dsp_path, pe * simd * cdiv(wbits + in_bits, 48), 0)
         ff = 200 + pe * (simd * (wbits + in_bits) + 2 * acc + np.maximum(out_bits, 1))
@@ -245,6 +376,16 @@ class MaxPool:
     def cycles(self, pe):
         (pe,) = _ints(pe)
         return self.ifm_h * self.ifm_w * cdiv(self.channels, pe)
+
+    def cols_cycles(self, pe):
+        """The second pass (down the columns) reads the row pass's output: IFMh * OFMw * C/PE."""
+        (pe,) = _ints(pe)
+        ofm_w = (self.ifm_w - self.kernel) // self.stride + 1
+        return self.ifm_h * ofm_w * cdiv(self.channels, pe)
+
+    def width(self, pe, bits):
+        pe, bits = _ints(pe, bits)
+        return pe * bits
 
     def resources(self, pe, bits) -> Resources:
         """One output row of running maxima (LUTRAM) plus PE comparators of `bits` bits."""

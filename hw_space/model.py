@@ -15,9 +15,11 @@ import numpy as np
 from hw_space.boards import Board
 from hw_space.design import Design, Network
 from hw_space.layers import (
+    FIFO_REGISTER_DEPTH,
     MAC_CODES,
     MVAU,
     PLATFORM_SHELL,
+    Fifo,
     MaxPool,
     Resources,
     SlidingWindow,
@@ -25,9 +27,11 @@ from hw_space.layers import (
     TiledConv,
     TiledEngine,
     TiledPool,
-    acc_bits,
+    WidthConverter,
+    dot_bits,
 )
 from hw_space.memory import MEM_CODES, cdiv
+from hw_space.widths import AP_INT_MAX_W
 
 DEFAULT_MAX_UTIL = 0.85
 RESOURCE_NAMES = Resources.NAMES
@@ -45,7 +49,13 @@ class StageResult:
     res: Resources
     legal: np.ndarray
     rule: str = ""
+    width: np.ndarray | int = 0  # widest ap_uint the kernel instantiates (bits)
+    active: np.ndarray | None = None  # False where the stage is not built (a width converter not needed)
     detail: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.active is None:
+            self.active = np.ones(np.shape(self.cycles), dtype=bool)
 
 
 @dataclass
@@ -131,6 +141,7 @@ class CostModel:
             else:
                 self.df_layers.append((j, None, MaxPool(layer.name, ishape.height, ishape.width, ishape.channels,
                                                         layer.kernel, layer.stride)))
+        self._df_index = {j: k for k, (j, _, _) in enumerate(self.df_layers)}
         net = self.network
         self.io_in = StreamIO("input", net.input.channels * net.input.height * net.input.width, "input")
         self.io_out = StreamIO("output", net.num_classes, "output")
@@ -166,7 +177,7 @@ class CostModel:
         """Bits per output logit on the stream: the last accumulator rounded up to whole bytes."""
         last = self.L - 1
         mw = self.shapes[last][0].size
-        return 8 * cdiv(acc_bits(mw, wbits[:, last], in_bits[:, last]), 8)
+        return 8 * cdiv(dot_bits(mw, wbits[:, last], in_bits[:, last]), 8)
 
     @staticmethod
     def _shell_stage(n: int) -> StageResult:
@@ -180,8 +191,10 @@ class CostModel:
         for st in stages:
             total = total + st.res
         legal = np.ones(n, dtype=bool)
+        narrow = np.ones(n, dtype=bool)
         for st in stages:
             legal &= st.legal
+            narrow &= np.asarray(st.width) <= AP_INT_MAX_W
         resources = total.as_dict()
         util = {}
         fits = np.ones(n, dtype=bool)
@@ -194,54 +207,148 @@ class CostModel:
         fits &= lutram <= self.max_util * self.board.lutram_capacity
         fps = self.clock_mhz * 1e6 / np.maximum(ii, 1)
         meets = fps >= self.target_fps if self.target_fps else np.ones(n, dtype=bool)
-        return BatchResult(stages, ii, latency, fps, resources, util, legal, fits, meets, self.clock_mhz, self.max_util,
-                           lutram)
+        return BatchResult(stages, ii, latency, fps, resources, util, legal & narrow, fits, meets, self.clock_mhz,
+                           self.max_util, lutram)
 
     # ------------------------------------------------------------------ dataflow template
     def evaluate_dataflow(self, pe=None, simd=None, weight_bits=None, act_bits=None, mem=None, mac=None,
-                          n: int | None = None) -> BatchResult:
+                          n: int | None = None, swg_simd=None, fifo_depths=None) -> BatchResult:
         """Score N dataflow designs. Each argument is (N, L), (L,) or None (PE = SIMD = 1, the
         network's bits, 'auto' memory and multipliers). Entries of maxpool layers: pe only (default:
-        all channels)."""
-        arrays = [a for a in (pe, simd, weight_bits, act_bits, mem, mac) if a is not None and np.ndim(a) == 2]
+        all channels). swg_simd: the sliding windows' SIMD (0 or None: SlidingWindow.default_simd).
+        fifo_depths: (N, F) depths of the F potential FIFOs in stream order (None: 2 words each,
+        the smallest full-rate FIFO; the per-design estimate passes the simulated depths).
+
+        The stages are the kernels the HLS writer emits, in stream order, each followed by the FIFO
+        it writes into; width converters (and the FIFO after them) are inactive where the two
+        sides' words hold the same number of elements."""
+        arrays = [a for a in (pe, simd, weight_bits, act_bits, mem, mac, swg_simd) if a is not None and np.ndim(a) == 2]
         n = n or (arrays[0].shape[0] if arrays else 1)
         L = self.L
         pe, simd = _col(pe, n, L, self.default_pe), _col(simd, n, L, 1)
         wb, ab = _col(weight_bits, n, L, self.weight_bits), _col(act_bits, n, L, self.act_bits)
         mem, mac = _col(mem, n, L, 0), _col(mac, n, L, 0)
+        swg_simd = _col(swg_simd, n, L, 0)
         in_bits = self._input_bits(ab)
         axi = self.board.axi_width
-        stages: list[StageResult] = []
+        ones = np.ones(n, dtype=bool)
+        kernels: list[StageResult] = []
+        # (stage, words in: elems, words out: elems, element bits out) of every kernel in stream order
+        flow: list[tuple[StageResult, np.ndarray, np.ndarray]] = []
+
+        def add(stage: StageResult, out_elems: np.ndarray, out_bits: np.ndarray) -> None:
+            kernels.append(stage)
+            flow.append((stage, np.broadcast_to(out_elems, (n,)), np.broadcast_to(out_bits, (n,))))
+
+        def convert(name: str, layer: str, total: int, n_in, n_out, bits) -> None:
+            dwc = WidthConverter(name, total)
+            add(StageResult(name, layer, dwc.kind, dwc.template, dwc.cycles(n_in, n_out), dwc.resources(n_in, n_out, bits),
+                            ones.copy(), width=dwc.width(n_in, n_out, bits), active=dwc.active(n_in, n_out),
+                            detail={"in_elems": n_in, "out_elems": n_out, "total": total}), n_out, bits)
+
         in_el_bits = np.full(n, self.network.input.bits, dtype=np.int64)
-        stages.append(StageResult("input", "input", "io", self.io_in.template, self.io_in.cycles(in_el_bits, axi),
-                                  self.io_in.resources(in_el_bits, axi), np.ones(n, dtype=bool)))
+        first_elems = self._consumer_elems(0, pe, simd, swg_simd)
+        add(StageResult("input", "input", "io", self.io_in.template, self.io_in.cycles(in_el_bits, axi, first_elems),
+                        self.io_in.resources(in_el_bits, axi, first_elems), ones.copy(),
+                        width=self.io_in.width(in_el_bits, axi, first_elems),
+                        detail={"per_word": self.io_in.per_word(in_el_bits, axi), "elems": first_elems,
+                                "total": self.io_in.elements}), first_elems, in_el_bits)
         for j, swg, op in self.df_layers:
             name = self.network.layers[j].name
+            prev_elems, prev_bits = flow[-1][1], flow[-1][2]
+            want = self._consumer_elems(j, pe, simd, swg_simd)
+            if j > 0:
+                convert(f"{name}_in_dwc", name, self.shapes[j][0].size, prev_elems, want, prev_bits)
             if isinstance(op, MaxPool):
-                stages.append(StageResult(name, name, op.kind, op.template, op.cycles(pe[:, j]),
-                                          op.resources(pe[:, j], in_bits[:, j]), op.legal(pe[:, j]),
-                                          f"{name}: channels ({op.channels}) must be divisible by PE"))
+                p = pe[:, j]
+                ofm_w = (op.ifm_w - op.kernel) // op.stride + 1
+                add(StageResult(f"{name}_rows", name, "pool_rows", op.template, op.cycles(p), Resources.zeros(n),
+                                op.legal(p), f"{name}: channels ({op.channels}) must be divisible by PE",
+                                width=op.width(p, in_bits[:, j]),
+                                detail={"outer": op.ifm_h, "n": op.ifm_w, "inner": cdiv(op.channels, p), "k": op.kernel,
+                                        "stride": op.stride, "pe": p}), p, in_bits[:, j])
+                add(StageResult(name, name, op.kind, op.template, op.cols_cycles(p), op.resources(p, in_bits[:, j]),
+                                op.legal(p), f"{name}: channels ({op.channels}) must be divisible by PE",
+                                width=op.width(p, in_bits[:, j]),
+                                detail={"outer": 1, "n": op.ifm_h, "inner": ofm_w * cdiv(op.channels, p), "k": op.kernel,
+                                        "stride": op.stride, "pe": p}), p, in_bits[:, j])
                 continue
+            mvau_in_bits = in_bits[:, j]
             if swg is not None:
-                stages.append(StageResult(swg.name, name, swg.kind, swg.template, swg.cycles(simd[:, j]),
-                                          swg.resources(simd[:, j], in_bits[:, j]), swg.legal(simd[:, j]),
-                                          f"{name}: input channels ({swg.channels}) must be divisible by SIMD"))
-            stages.append(StageResult(
+                s = self._swg_simd(j, simd, swg_simd)
+                # a bipolar map with padding is widened to 2-bit codes so that padding can be 0
+                out_b = np.where((in_bits[:, j] == 1) & (self.network.layers[j].padding > 0), 2, in_bits[:, j])
+                add(StageResult(swg.name, name, swg.kind, swg.template, swg.cycles(s),
+                                swg.resources(s, in_bits[:, j]), swg.legal(s),
+                                f"{name}: input channels ({swg.channels}) must be divisible by the sliding window's SIMD",
+                                width=swg.width(s, in_bits[:, j], out_b),
+                                detail={"simd": s, "h": swg.ifm_h, "w": swg.ifm_w, "c": swg.channels, "k": swg.kernel,
+                                        "stride": swg.stride, "pad": self.network.layers[j].padding}), s, out_b)
+                convert(f"{name}_dwc", name, swg.ofm_h * swg.ofm_w * swg.kernel * swg.kernel * swg.channels,
+                        s, simd[:, j], out_b)
+                mvau_in_bits = out_b
+            last = j == L - 1
+            out_bits = dot_bits(op.mw, wb[:, j], mvau_in_bits) if last else ab[:, j]
+            add(StageResult(
                 name, name, op.kind, op.template, op.cycles(pe[:, j], simd[:, j], wb[:, j], mem[:, j], axi),
-                op.resources(pe[:, j], simd[:, j], wb[:, j], in_bits[:, j], ab[:, j], mem[:, j], mac[:, j]),
+                op.resources(pe[:, j], simd[:, j], wb[:, j], mvau_in_bits, ab[:, j], mem[:, j], mac[:, j]),
                 op.legal(pe[:, j], simd[:, j]),
-                f"{name}: MH ({op.mh}) must be divisible by PE and MW ({op.mw}) by SIMD"))
+                f"{name}: MH ({op.mh}) must be divisible by PE and MW ({op.mw}) by SIMD",
+                width=op.width(pe[:, j], simd[:, j], wb[:, j], mvau_in_bits, out_bits),
+                detail={"mw": op.mw, "mh": op.mh, "reps": op.ofm, "pe": pe[:, j], "simd": simd[:, j]}), pe[:, j], out_bits)
+        last_elems, last_bits = flow[-1][1], flow[-1][2]
         out_bits = self._logit_bits(wb, in_bits)
-        stages.append(StageResult("output", "output", "io", self.io_out.template, self.io_out.cycles(out_bits, axi),
-                                  self.io_out.resources(out_bits, axi), np.ones(n, dtype=bool)))
+        add(StageResult("output", "output", "io", self.io_out.template,
+                        self.io_out.cycles(out_bits, axi, last_elems), self.io_out.resources(out_bits, axi, last_elems),
+                        ones.copy(), width=np.maximum(self.io_out.port_bits(out_bits, axi), last_elems * last_bits),
+                        detail={"per_word": self.io_out.per_word(out_bits, axi), "elems": last_elems,
+                                "total": self.io_out.elements}), last_elems, out_bits)
+        fifos = self._fifos(flow[:-1], n, fifo_depths)
+        stages: list[StageResult] = []
+        for k, st in enumerate(kernels):
+            stages.append(st)
+            if k < len(fifos):
+                stages.append(fifos[k])
         stages.append(self._shell_stage(n))
         cycles = np.stack([st.cycles for st in stages], axis=1)
         # Streaming stages overlap: the slowest sets the initiation interval; the sum of all stage
-        # cycles bounds the latency of one frame from above (stages start before their producers end).
+        # cycles bounds the latency of one frame from above (stages start before their producers end;
+        # hw_space.simulate gives the simulated latency).
         return self._finish(stages, n, cycles.max(axis=1), cycles.sum(axis=1))
 
-    def evaluate_designs(self, designs: list[Design]) -> BatchResult:
-        """Score designs that share this skeleton (same template) in one vectorized call."""
+    def fifo_count(self) -> int:
+        """How many potential FIFOs a dataflow design of this skeleton has (fifo_depths columns)."""
+        return len([st for st in self.evaluate_dataflow(n=1).stages if st.kind == "fifo"])
+
+    def _fifos(self, flow, n: int, depths) -> list[StageResult]:
+        """The FIFO after every kernel but the output: its word is the kernel's output word."""
+        F = len(flow)
+        depths = np.full((n, F), FIFO_REGISTER_DEPTH, dtype=np.int64) if depths is None else \
+            np.broadcast_to(np.asarray(depths, dtype=np.int64), (n, F))
+        out = []
+        for k, (st, elems, bits) in enumerate(flow):
+            width = elems * bits
+            fifo = Fifo(f"{st.name}_fifo")
+            res = fifo.resources(width, depths[:, k], st.active)
+            out.append(StageResult(fifo.name, st.layer, fifo.kind, fifo.template, np.zeros(n, dtype=np.int64), res,
+                                   np.ones(n, dtype=bool), width=np.where(st.active, width, 0), active=st.active.copy(),
+                                   detail={"depth": depths[:, k], "producer": st.name}))
+        return out
+
+    def _swg_simd(self, j: int, simd: np.ndarray, swg_simd: np.ndarray) -> np.ndarray:
+        swg = self.df_layers[self._df_index[j]][1]
+        return np.where(swg_simd[:, j] > 0, swg_simd[:, j], swg.default_simd(simd[:, j]))
+
+    def _consumer_elems(self, j: int, pe: np.ndarray, simd: np.ndarray, swg_simd: np.ndarray) -> np.ndarray:
+        """Elements per word that layer j's first kernel reads."""
+        layer = self.network.layers[j]
+        if layer.type == "conv":
+            return self._swg_simd(j, simd, swg_simd)
+        return pe[:, j] if layer.type == "maxpool" else simd[:, j]
+
+    def evaluate_designs(self, designs: list[Design], fifo_depths=None) -> BatchResult:
+        """Score designs that share this skeleton (same template) in one vectorized call
+        (fifo_depths: see evaluate_dataflow)."""
         if not designs:
             raise ValueError("no designs to evaluate")
         template = designs[0].hardware.template
@@ -253,7 +360,7 @@ class CostModel:
             return self.evaluate_tiled(stack["tm"], stack["tn"], stack["tr"], stack["tc"], stack["ports"],
                                        stack["weight_bits"], stack["act_bits"])
         return self.evaluate_dataflow(stack["pe"], stack["simd"], stack["weight_bits"], stack["act_bits"],
-                                      stack["mem"], stack["mac"])
+                                      stack["mem"], stack["mac"], swg_simd=stack["swg_simd"], fifo_depths=fifo_depths)
 
     # ------------------------------------------------------------------ tiled template
     def evaluate_tiled(self, tm, tn, tr, tc, ports=64, weight_bits=None, act_bits=None) -> BatchResult:
@@ -304,6 +411,7 @@ def design_arrays(design: Design) -> dict[str, np.ndarray]:
         "act_bits": np.array([(l.act_bits or 0) if l.is_compute else 0 for l in layers], dtype=np.int64),
         "mem": np.array([MEM_CODES[f.weight_memory] for f in folds], dtype=np.int64),
         "mac": np.array([MAC_CODES[f.mac] for f in folds], dtype=np.int64),
+        "swg_simd": np.array([(f.swg_simd or 0) if l.type == "conv" else 0 for f, l in zip(folds, layers)], dtype=np.int64),
     }
     e = hw.engine
     if e is not None:
@@ -313,7 +421,7 @@ def design_arrays(design: Design) -> dict[str, np.ndarray]:
 
 
 def evaluate_design(design: Design, board: Board, max_util: float = DEFAULT_MAX_UTIL,
-                    target_fps: float | None = None) -> BatchResult:
+                    target_fps: float | None = None, fifo_depths=None) -> BatchResult:
     """One design through the vectorized model (N = 1)."""
     model = CostModel(design.network, board, design.hardware.clock_mhz, max_util, target_fps)
-    return model.evaluate_designs([design])
+    return model.evaluate_designs([design], fifo_depths)

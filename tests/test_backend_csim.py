@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -135,6 +136,13 @@ def _copy(project: Path, tmp_path: Path) -> Path:
     return dest
 
 
+def _verify_json(capsys, *args: str) -> tuple[int, dict]:
+    """`codesign verify --json`: its exit code and the one JSON object it printed."""
+    capsys.readouterr()
+    code = main(["verify", *args, "--json"])
+    return code, json.loads(capsys.readouterr().out)
+
+
 def test_compile_errors_point_at_the_generated_file_and_line(small_project, tmp_path, capsys):
     project = _copy(small_project, tmp_path)
     header = sorted((project / "src").glob("params_*.h"))[0]
@@ -142,11 +150,11 @@ def test_compile_errors_point_at_the_generated_file_and_line(small_project, tmp_
     broken = next(i for i, line in enumerate(lines) if "_weights[" in line)
     lines[broken] = lines[broken].replace("_weights[", "_weights[[")
     header.write_text("\n".join(lines) + "\n")
-    with pytest.raises(CsimError) as info:
-        verify(project)
     where = f"src/{header.name}:{broken + 1}"
-    assert any(f"{d.file}:{d.line}" == where for d in info.value.diagnostics)
-    assert main(["verify", str(project)]) == 1
+    code, out = _verify_json(capsys, str(project))  # could not build: exit 3, an error instead of a verdict
+    assert code == 3 and out["exit_code"] == 3 and "g++ could not compile" in out["error"] and "bit_exact" not in out
+    assert any(d.startswith(f"{where}: error:") for d in out["diagnostics"])
+    assert main(["verify", str(project)]) == 3
     err = capsys.readouterr().err
     assert f"{where}: error:" in err and "Traceback" not in err
 
@@ -161,17 +169,104 @@ def test_a_wrong_reference_is_reported_as_mismatches(small_project, tmp_path):
     verdict = verify(project)
     assert verdict.cached_binary  # same sources, same binary
     assert not verdict.bit_exact and verdict.mismatches == 1 and verdict.mismatched_values == 1
+    assert verdict.testbench_mismatches == 1  # the testbench's own check agrees (exit code 2, not a crash)
     assert json.loads((project / "verify.json").read_text())["bit_exact"] is False
 
 
-def test_a_testbench_that_fails_is_an_error_not_a_verdict(small_project, tmp_path):
+def test_verify_exit_codes_and_json(small_project, tmp_path, capsys):
+    """0 bit-exact, 1 mismatches, 2 bad input; --json always prints one JSON object (exit 3: above)."""
+    project = _copy(small_project, tmp_path)
+    code, out = _verify_json(capsys, str(project))
+    assert code == 0 and out["bit_exact"] is True and out["testbench_mismatches"] == 0 and out["warnings"] == []
+    vectors_path = project / "tb_data" / "vectors.npz"
+    with np.load(vectors_path) as f:
+        vectors = {k: f[k] for k in f.files}
+    vectors["reference"][0, 0] -= 1
+    np.savez(vectors_path, **vectors)
+    code, out = _verify_json(capsys, str(project))
+    assert code == 1 and out["bit_exact"] is False and out["mismatches"] == 1
+    code, out = _verify_json(capsys, str(tmp_path))
+    assert code == 2 and out["exit_code"] == 2 and "not an emitted HLS project" in out["error"]
+    code, out = _verify_json(capsys, str(project), "--samples", "0")
+    assert code == 2 and "--samples" in out["error"]
+    vectors_path.unlink()
+    code, out = _verify_json(capsys, str(project))
+    assert code == 2 and "vectors.npz" in out["error"]
+
+
+def test_missing_compiler_is_could_not_run(small_project, tmp_path, capsys, monkeypatch):
+    from codesign.backend import csim
+
+    project = _copy(small_project, tmp_path)
+    real = shutil.which
+    monkeypatch.setattr(csim.shutil, "which", lambda name, *a, **k: None if name == "g++" else real(name, *a, **k))
+    code, out = _verify_json(capsys, str(project))
+    assert code == 3 and "g++" in out["error"]
+    assert main(["verify", str(project)]) == 3
+    assert "g++" in capsys.readouterr().err
+
+
+def test_the_testbench_checks_itself_against_reference_txt(small_project, tmp_path):
+    """The emitted testbench alone, as Vitis's csim_design runs it: its exit code says whether it matched."""
+    project = _copy(small_project, tmp_path)
+    binary = next((project / "csim").glob("tb_*")).resolve()
+    run = subprocess.run([str(binary)], cwd=project, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0 and "tb: 12 frames, 0 mismatching" in run.stdout
+    reference = project / "tb_data" / "reference.txt"
+    rows = [line.split() for line in reference.read_text().splitlines()]
+    for frame in (2, 7):
+        rows[frame][1] = str(int(rows[frame][1]) + 1)
+    reference.write_text("".join(" ".join(r) + "\n" for r in rows))
+    run = subprocess.run([str(binary)], cwd=project, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2 and "tb: 12 frames, 2 mismatching" in run.stdout
+    assert "mismatch in frame 2: 1 of" in run.stderr and "mismatch in frame 7" in run.stderr
+    # from another folder (Vitis runs it in hls_project/solution1/csim/build), with absolute paths
+    elsewhere = tmp_path / "build"
+    elsewhere.mkdir()
+    inputs, outputs = (project / "tb_data" / "inputs.txt").resolve(), elsewhere / "out.txt"
+    run = subprocess.run([str(binary), str(inputs), str(outputs)], cwd=elsewhere, capture_output=True, text=True,
+                         timeout=60)
+    assert run.returncode == 2 and "2 mismatching" in run.stdout  # the reference next to the inputs file
+    run = subprocess.run([str(binary), str(inputs), str(outputs), "-"], cwd=elsewhere, capture_output=True,
+                         text=True, timeout=60)
+    assert run.returncode == 0 and "not checked" in run.stdout
+    reference.unlink()
+    run = subprocess.run([str(binary)], cwd=project, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 1 and "cannot open the reference" in run.stderr
+    reference.write_text("1 2\n")
+    run = subprocess.run([str(binary)], cwd=project, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 1 and "reference of frame" in run.stderr
+
+
+def test_degenerate_outputs_are_bit_exact_with_a_warning(small_project, tmp_path, capsys):
+    project = _copy(small_project, tmp_path)
+    vectors_path = project / "tb_data" / "vectors.npz"
+    with np.load(vectors_path) as f:
+        vectors = {k: f[k] for k in f.files}
+    for key in ("codes", "reference"):  # every sample the same input, so the same output
+        vectors[key] = np.repeat(vectors[key][:1], 5, axis=0)
+    np.savez(vectors_path, **vectors)
+    code, out = _verify_json(capsys, str(project))
+    assert code == 0 and out["bit_exact"] is True
+    assert len(out["warnings"]) == 1 and "degenerate outputs" in out["warnings"][0]
+    assert main(["verify", str(project)]) == 0
+    captured = capsys.readouterr()
+    assert "codesign: warning: degenerate outputs: all 5 samples give the same output codes" in captured.err
+    assert "bit-exact: yes" in captured.out
+
+
+def test_a_stream_protocol_error_is_a_failed_verdict(small_project, tmp_path, capsys):
+    """The design ran and misbehaved (too few output words): not bit-exact (exit 1), not a crash (3)."""
     project = _copy(small_project, tmp_path)
     header = next((project / "src").glob("codesign_top.h"))
     text = header.read_text()
     words = int(text.split("_OUT_WORDS ")[1].split()[0])
     header.write_text(text.replace(f"_OUT_WORDS {words}", f"_OUT_WORDS {words + 1}"))
-    with pytest.raises(CsimError, match="output is short"):
-        verify(project)
+    verdict = verify(project)
+    assert not verdict.bit_exact and verdict.mismatches == verdict.samples == 12
+    assert "output is short" in verdict.problems[0] and "after 0 of 12 frames" in verdict.problems[0]
+    code, out = _verify_json(capsys, str(project))
+    assert code == 1 and out["bit_exact"] is False and out["argmax_agreement"] in (None, 0.0)
 
 
 def test_emit_of_an_unsupported_model_leaves_nothing_behind(tmp_path):
@@ -212,8 +307,9 @@ def test_design_that_does_not_match_the_model_fails_clearly(tmp_path):
     save_design(wrong, tmp_path / "wrong.yaml")
     with pytest.raises(CodesignError, match=r"wrong\.yaml.*conv0.*6 output channels.*Conv/MatMul/Gemm node #1.*4 output"):
         emit(path, tmp_path / "hls", design=tmp_path / "wrong.yaml")
-    bad_fold = Design(network=net, hardware=Hardware(layers={"conv1": LayerFold(pe=1, simd=3)}))
-    with pytest.raises(CodesignError, match=r"hardware\.layers\.conv1\.simd: 3 must divide"):
+    # conv1: MW = 3·3·4 = 36; SIMD 5 divides neither it nor the 4 input channels
+    bad_fold = Design(network=net, hardware=Hardware(layers={"conv1": LayerFold(pe=1, simd=5)}))
+    with pytest.raises(CodesignError, match=r"hardware\.layers\.conv1\.simd: 5 must divide"):
         emit(path, tmp_path / "hls", design=bad_fold)
     assert not (tmp_path / "hls").exists()
 
@@ -234,5 +330,5 @@ def test_missing_hls4ml_is_a_clear_error(monkeypatch):
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "hls4ml" else real(name, *a))
-    with pytest.raises(CodesignError, match="hls4ml"):
+    with pytest.raises(CsimError, match="hls4ml"):  # could not build: `codesign verify` exits 3
         csim.ap_types_dir()

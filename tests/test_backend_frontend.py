@@ -59,9 +59,9 @@ def test_import_keeps_brevitas_node_names_and_splits_gemm(tmp_path):
 
 
 @pytest.mark.parametrize("model,match", [
-    (lambda: Tiny(middle=nn.AvgPool2d(2)), r"/middle/AveragePool.*op AveragePool is not supported"),
-    (lambda: Tiny(tail=nn.Softmax(dim=1)), r"Softmax.*op Softmax is not supported"),
-    (lambda: Tiny(tail=nn.Sigmoid()), r"op Sigmoid is not supported"),
+    (lambda: Tiny(middle=nn.AvgPool2d(2)), r"1 unsupported node: AveragePool '/middle/AveragePool'"),
+    (lambda: Tiny(tail=nn.Softmax(dim=1)), r"unsupported node: Softmax '/tail/Softmax'"),
+    (lambda: Tiny(tail=nn.Sigmoid()), r"unsupported node: Sigmoid '/tail/Sigmoid'"),
     (lambda: Tiny(conv=QuantConv2d(1, 4, 3, padding=1, groups=1, weight_bit_width=4, bias=False), residual=True),
      r"/Add.*branches"),
     (lambda: Tiny(conv=nn.Conv2d(1, 4, 3, padding=1, bias=False)), r"/conv/Conv.*weights must be quantized"),
@@ -106,7 +106,7 @@ def test_a_hand_written_onnx_graph_with_an_unknown_op_names_it(tmp_path):
     graph = helper.make_graph([helper.make_node("Tanh", ["x"], ["y"], name="squash_7")], "g", [x], [y])
     path = tmp_path / "tanh.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8), str(path))
-    with pytest.raises(CodesignError, match=r"node 'squash_7': op Tanh is not supported"):
+    with pytest.raises(CodesignError, match=r"1 unsupported node: Tanh 'squash_7'; supported ops: Quant, "):
         lower_model(path)
 
 
@@ -115,3 +115,70 @@ def test_float_preprocessing_and_bipolar_input_are_accepted(tmp_path):
     g = lower_model(export(model, tmp_path / "m.onnx"))
     first = ops(g)[0]
     assert first.fmt.bipolar and len(first.preprocess) == 1  # the x - 0.5 shift runs on the host
+
+
+def test_every_unsupported_node_is_listed_in_one_error_line(tmp_path):
+    path = _export(tmp_path, Tiny(middle=nn.AvgPool2d(2), tail=nn.Sigmoid()))
+    with pytest.raises(CodesignError) as err:
+        lower_model(path)
+    message = str(err.value)
+    assert "2 unsupported nodes: AveragePool '/middle/AveragePool', Sigmoid '/tail/Sigmoid'; supported ops: " in message
+    assert "\n" not in message
+
+
+def test_tensor_norm_constants_are_folded_before_the_op_check(tmp_path):
+    from brevitas_examples.bnn_pynq.models.tensor_norm import TensorNorm
+    from test_backend_models import check_against_brevitas
+
+    model = Tiny(tail=TensorNorm())
+    with torch.no_grad():
+        model.tail.weight.fill_(-1.5)
+        model.tail.running_var.fill_(3.0)
+    path = _export(tmp_path, model)
+    assert "Pow" in {n.op_type for n in onnx.load(str(path)).graph.node}  # (var + eps) ** 0.5 on constants
+    check_against_brevitas(model, lower_model(path), torch.rand(64, 1, 8, 8))
+
+
+def _const_chain_model(path):
+    """x -> Quant -> MatMul(BipolarQuant(W)) -> Mul by -1/sqrt(Cast(Constant)) unsqueezed to (1, 3)."""
+    import numpy as np
+    from onnx import numpy_helper
+
+    def init(name, value):
+        return numpy_helper.from_array(np.asarray(value, dtype=np.float32), name)
+
+    w = np.array([[1, -1, 1], [-1, -1, 1], [0.5, 1, -1], [1, 1, -0.2]], dtype=np.float32)
+    nodes = [
+        helper.make_node("Quant", ["x", "s_in", "zero", "bits"], ["xq"], name="inp", domain="qonnx.custom_op.general",
+                         signed=0, narrow=0, rounding_mode="ROUND"),
+        helper.make_node("BipolarQuant", ["w", "one"], ["wq"], name="wquant", domain="qonnx.custom_op.general"),
+        helper.make_node("MatMul", ["xq", "wq"], ["acc"], name="fc"),
+        helper.make_node("Constant", [], ["v_int"], name="var", value=numpy_helper.from_array(
+            np.array([4, 9, 16], dtype=np.int32))),
+        helper.make_node("Cast", ["v_int"], ["v"], name="cast", to=TensorProto.FLOAT),
+        helper.make_node("Sqrt", ["v"], ["std"], name="sqrt"),
+        helper.make_node("Reciprocal", ["std"], ["inv"], name="recip"),
+        helper.make_node("Neg", ["inv"], ["neg"], name="neg"),
+        helper.make_node("Unsqueeze", ["neg", "axes"], ["gain"], name="unsq"),
+        helper.make_node("Mul", ["acc", "gain"], ["y"], name="scale"),
+    ]
+    inits = [init("s_in", 1 / 255), init("zero", 0), init("bits", 8), init("w", w), init("one", 1),
+             numpy_helper.from_array(np.array([0], dtype=np.int64), "axes")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])], inits)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13),
+                                                      helper.make_opsetid("qonnx.custom_op.general", 1)],
+                                ir_version=8), str(path))
+    return path
+
+
+def test_constant_chains_of_any_op_fold_and_weight_quantizers_stay(tmp_path):
+    import numpy as np
+
+    g = import_graph(load_qonnx(_const_chain_model(tmp_path / "chain.onnx")))
+    items = ops(g)
+    assert [type(o).__name__ for o in items] == ["Source", "Quantizer", "MatMul", "Affine", "Sink"]
+    matmul, affine = items[2], items[3]
+    assert matmul.name == "fc" and matmul.weight.values.dtype.kind == "i"
+    assert np.array_equal(matmul.weight.values, [[1, -1, 1], [-1, -1, 1], [1, 1, -1], [1, 1, -1]])
+    assert affine.name == "scale" and np.allclose(affine.mul, [-1 / 2, -1 / 3, -1 / 4])

@@ -246,21 +246,21 @@ def test_every_stage_of_an_emitted_design_takes_the_model_cycles(tmp_path):
     with np.load(project / "tb_data" / "vectors.npz") as data:
         codes, reference = data["codes"][:1], data["reference"][:1]
     write_inputs(project / "one.txt", codes)
-    out = subprocess.run(["./counted", "one.txt", "one_out.txt"], cwd=project, capture_output=True, text=True,
+    out = subprocess.run(["./counted", "one.txt", "one_out.txt", "-"], cwd=project, capture_output=True, text=True,
                          check=True).stdout.split()
     assert np.array_equal(np.loadtxt(project / "one_out.txt", dtype=np.int64, ndmin=2), reference)
     counts = dict(zip(stages, (int(v) for v in out[:len(kernels)])))
     assert len(counts) == len(kernels) == len(stages)
 
+    # every kernel the writer emits is a stage of the cost model with exactly its iterations
+    # (the max-pool's row pass is the model's <pool>_rows; the HLS comment calls it <pool>_swg)
     result = evaluate_design(design, load_board("zcu104"))
-    cycles = {st.name: int(st.cycles[0]) for st in result.stages}
-    assert counts["conv0_swg"] == cycles["conv0_swg"] and counts["conv1_swg"] == cycles["conv1_swg"]
-    for layer in ("conv0", "conv1", "fc0", "fc1"):
-        assert counts[layer] == cycles[layer], layer
-    assert counts["pool0_swg"] == cycles["pool0"] > counts["pool0"]  # row pass; the column pass is faster
+    cycles = {st.name: int(st.cycles[0]) for st in result.stages if st.kind not in ("fifo", "shell") and st.active[0]}
+    renamed = {("pool0_rows" if name == "pool0_swg" else name): count for name, count in counts.items()}
+    assert renamed == cycles
     assert any(name.endswith("_dwc") for name in counts)
     assert max(counts.values()) == int(result.ii_cycles[0])
-    # input: 64 8-bit elements = 4 words of 128 bits, unpacked to the first SIMD (1): 64 iterations
-    assert cycles["input"] == 4 and counts["input"] == 64 <= counts["conv0_swg"]
+    # input: 64 8-bit elements in 4 words of 128 bits, unpacked to the first SIMD (1): 64 iterations
+    assert counts["input"] == 64 <= counts["conv0_swg"]
     # output: 10 logits of 16 bits = 2 words of 128 bits; from PE 5 the packer needs one cycle more
-    assert cycles["output"] == 2 and counts["output"] == 3
+    assert counts["output"] == 3

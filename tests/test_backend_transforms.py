@@ -343,7 +343,9 @@ def test_apply_folding_sets_lanes_and_the_window_simd():
     assert first.elems == 2 and out.elems == 2
 
 
-@pytest.mark.parametrize("fold,match", [({"conv0": LayerFold(simd=3)}, r"conv0\.simd: 3 must divide.*4 input channels"),
+@pytest.mark.parametrize("fold,match", [({"conv0": LayerFold(simd=5)}, r"conv0\.simd: 5 must divide.*inputs per output"),
+                                        ({"conv0": LayerFold(simd=3, swg_simd=3)},
+                                         r"conv0\.swg_simd: 3 must divide.*4 input channels"),
                                         ({"fc0": LayerFold(pe=3)}, r"fc0\.pe: 3 must divide.*4 outputs")])
 def test_apply_folding_rejects_lanes_that_do_not_divide(fold, match):
     with pytest.raises(CodesignError, match=match):
@@ -358,9 +360,23 @@ def test_width_converters_go_where_neighbours_differ():
     assert [type(o).__name__ for o in ops(g)].index("WidthConverter") == 3
 
 
-def test_fifo_depths_hold_a_row_in_front_of_a_window():
-    g = SetFifoDepths().apply(ApplyFolding({"conv0": LayerFold(simd=2)}).apply(hw_graph()))
+def _stream_bits(g) -> list[int]:
     keys = chain(g)
-    assert g.edges[keys[0], keys[1]]["depth"] == 4 * 4 // 2
-    assert g.edges[keys[2], keys[3]]["depth"] == 2
+    return [op(g, k).out_elems * (1 if op(g, k).stream_fmt.bipolar else op(g, k).stream_fmt.bits) for k in keys[:-1]]
+
+
+def test_fifo_depths_are_the_model_s_in_stream_order():
+    g = ApplyFolding({"conv0": LayerFold(simd=2)}).apply(hw_graph())
+    kinds, widths = ["io", "swg", "mvau", "mvau", "io"], _stream_bits(g)
+    g = SetFifoDepths([5, 7, 2, 3], kinds, widths).apply(g)
+    keys = chain(g)
+    assert [g.edges[u, v]["depth"] for u, v in zip(keys, keys[1:])] == [5, 7, 2, 3]
     assert isinstance(op(g, keys[1]), SlidingWindow)
+
+
+@pytest.mark.parametrize("kinds, widths", [(["io", "swg", "mvau", "dwc", "mvau", "io"], None),  # a kernel too many
+                                           (["io", "swg", "mvau", "mvau", "io"], [16, 16, 1, 1])])  # a word differs
+def test_fifo_depths_refuse_a_graph_that_is_not_the_model_s(kinds, widths):
+    g = ApplyFolding({"conv0": LayerFold(simd=2)}).apply(hw_graph())
+    with pytest.raises(CodesignError, match="internal error"):
+        SetFifoDepths([2] * 4, kinds, widths or _stream_bits(g)).apply(g)

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
 from test_backend_models import HandNet, export, randomize
 
 from codesign.backend import transforms
+from codesign.backend.csim import CXX_FLAGS, ap_types_dir, compiler
 from codesign.backend.graph import MVAU, IntFmt, ops
 from codesign.backend.lower import lower_model, name_layers, network_of
-from codesign.backend.writer import hardware_thresholds, pack_weights, write_project
+from codesign.backend.writer import KERNELS_HEADER, _environment, hardware_thresholds, pack_weights, write_project
 from hw_space.design import LayerFold
 
 
@@ -47,6 +51,17 @@ def test_weights_are_packed_per_pe_and_simd_lane(fmt, simd, pe):
             lanes = _unpack(literal, fmt.bits, simd, fmt.signed)
             want = weights[nf * pe + p, s * simd:(s + 1) * simd]
             assert lanes == (fmt.encode(want).tolist() if fmt.bipolar else want.tolist())
+    # C-simulation's chunk words (codesign::csim::Word, low 64-bit chunk first) hold the same values
+    chunked = pack_weights(item, chunked=True)
+    for row, chunk_row in zip(words, chunked):
+        for literal, chunks in zip(row, chunk_row):
+            if fmt.bits * simd <= 64:
+                assert chunks == literal
+                continue
+            assert re.fullmatch(r"\{\{(0|0x[0-9a-f]+ULL)(, (0|0x[0-9a-f]+ULL))*\}\}", chunks), chunks
+            values = [int(c.removesuffix("ULL"), 0) for c in chunks.strip("{}").split(", ")]
+            assert len(values) == -(-fmt.bits * simd // 64)
+            assert sum(v << (64 * k) for k, v in enumerate(values)) == int(re.search(r"0x([0-9a-f]+)", literal)[1], 16)
 
 
 def test_xnor_thresholds_count_the_same_in_the_popcount_domain():
@@ -147,3 +162,181 @@ def test_unlisted_pool_takes_every_channel_per_cycle(tmp_path):
         g = step.apply(g)
     pools = [item for item in ops(g) if isinstance(item, MaxReduce)]
     assert pools and all(p.pe == p.channels > 1 for p in pools)
+
+
+# ---------------------------------------------------------------- C-simulation fast paths
+# kernels.h.j2 computes lanes, products and accumulators in native 64-bit integers in C-simulation
+# (CODESIGN_CSIM_FAST); -DCODESIGN_CSIM_PLAIN selects the exact ap_int code that synthesis runs.
+
+needs_gxx = pytest.mark.skipif(shutil.which("g++") is None, reason="needs g++")
+
+# (SIMD, input format, weight format): bit planes (equal widths of 1 or 2 bits, with and without the
+# bipolar offset), lane by lane (other widths, lanes across 64-bit chunks), words of 1 to 3 chunks
+DOT_CASES = [(1, "UintFmt<2>", "IntFmt<2>"), (32, "UintFmt<2>", "IntFmt<2>"), (48, "IntFmt<2>", "IntFmt<2>"),
+             (100, "UintFmt<2>", "UintFmt<2>"), (70, "UintFmt<1>", "BipolarFmt"), (65, "BipolarFmt", "BipolarFmt"),
+             (33, "BipolarFmt", "IntFmt<1>"), (3, "UintFmt<8>", "IntFmt<2>"), (25, "IntFmt<3>", "IntFmt<5>"),
+             (40, "UintFmt<4>", "BipolarFmt"), (22, "BipolarFmt", "IntFmt<3>"), (9, "UintFmt<16>", "IntFmt<16>"),
+             (5, "IntFmt<32>", "IntFmt<32>"), (3, "UintFmt<63>", "IntFmt<64>"), (2, "IntFmt<64>", "IntFmt<64>")]
+XNOR_SIMD = [1, 9, 63, 64, 65, 160]
+# (SIMD, from, to) of the sliding window's re-encoding; (PE, format) of the max-pool's lane maximum
+RECODE_CASES = [(8, "BipolarFmt", "IntFmt<2>"), (40, "BipolarFmt", "IntFmt<2>"), (30, "UintFmt<3>", "IntFmt<5>"),
+                (24, "IntFmt<3>", "IntFmt<3>"), (70, "BipolarFmt", "BipolarFmt")]
+MAX_CASES = [(8, "UintFmt<2>"), (24, "IntFmt<3>"), (70, "BipolarFmt"), (5, "IntFmt<16>"), (33, "UintFmt<4>"),
+             (3, "IntFmt<64>"), (2, "UintFmt<63>")]
+
+
+def _fast_harness() -> str:
+    calls = [f"    bad += dot<{s}, {a}, {b}, 48>(\"{s} {a} {b}\");\n"
+             f"    bad += dot<{s}, {a}, {b}, 7>(\"{s} {a} {b} wrapping\");" for s, a, b in DOT_CASES]
+    calls += [f"    bad += xnor<{s}>();" for s in XNOR_SIMD]
+    calls += [f"    bad += recode<{s}, {a}, {b}>();" for s, a, b in RECODE_CASES]
+    calls += [f"    bad += pool<{p}, {f}>();" for p, f in MAX_CASES]
+    body = "\n".join(calls)
+    return f"""#include <cstdio>
+#include "{KERNELS_HEADER}"
+
+using namespace codesign;
+typedef csim::u64 u64;
+
+u64 rng = 88172645463325252ULL;
+u64 next() {{ rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17; return rng; }}
+
+// random words, every 8th all zeros and every 8th all ones (extreme lanes)
+template <int N> ap_uint<N> word(int trial) {{
+    ap_uint<N> w = 0;
+    for (int i = 0; i < N; i++) w[i] = trial % 8 == 1 ? 1 : trial % 8 == 2 ? 0 : (next() >> 20) & 1;
+    return w;
+}}
+
+template <int N> bool round_trip(const ap_uint<N> &w, u64 *c) {{
+    csim::load<N>(w, c);
+    return csim::store<N>(c) == w && (N % 64 == 0 || (c[(N - 1) / 64] >> (N % 64)) == 0);
+}}
+
+template <int SIMD, class InF, class WF, int ACC> int dot(const char *what) {{
+    typedef ap_int<ACC> acc_t;
+    typedef MulDot<SIMD, InF, WF, acc_t> D;
+    int bad = 0;
+    for (int trial = 0; trial < 300; trial++) {{
+        const ap_uint<SIMD * InF::BITS> x = word<SIMD * InF::BITS>(trial);
+        const ap_uint<SIMD * WF::BITS> w = word<SIMD * WF::BITS>(trial + 3);
+        u64 cx[csim::Chunks<SIMD * InF::BITS>::K], cw[csim::Chunks<SIMD * WF::BITS>::K];
+        if (!round_trip(x, cx) || !round_trip(w, cw)) bad++;
+        if (csim::sext(D::native_dot(cx, cw), ACC) != D::dot(x, w).to_int64()) bad++;
+    }}
+    if (bad) std::printf("dot %s: %d bad\\n", what, bad);
+    return bad;
+}}
+
+template <int SIMD> int xnor() {{
+    typedef XnorDot<SIMD, BipolarFmt, BipolarFmt, ap_int<10> > D;
+    int bad = 0;
+    for (int trial = 0; trial < 300; trial++) {{
+        const ap_uint<SIMD> x = word<SIMD>(trial), w = word<SIMD>(trial + 5);
+        u64 cx[csim::Chunks<SIMD>::K], cw[csim::Chunks<SIMD>::K];
+        csim::load<SIMD>(x, cx);
+        csim::load<SIMD>(w, cw);
+        const csim::i64 pc = csim::sext(D::native_dot(cx, cw), 10);
+        if (pc != D::dot(x, w).to_int64()) bad++;
+        if (D::template native_result<SIMD>(pc) != D::template result<SIMD>(D::dot(x, w)).to_int64()) bad++;
+    }}
+    if (bad) std::printf("xnor %d: %d bad\\n", SIMD, bad);
+    return bad;
+}}
+
+template <int SIMD, class InF, class OutF> int recode() {{  // against sliding_window's ap code
+    int bad = 0;
+    for (int trial = 0; trial < 300; trial++) {{
+        const ap_uint<SIMD * InF::BITS> x = word<SIMD * InF::BITS>(trial);
+        const bool inside = trial % 3 != 0;
+        ap_uint<SIMD * OutF::BITS> y = 0;
+        for (int s = 0; s < SIMD; s++) {{
+            typename InF::value_t v = inside ? InF::value(lane<InF::BITS, SIMD>(x, s)) : typename InF::value_t(0);
+            y.range(s * OutF::BITS + OutF::BITS - 1, s * OutF::BITS) = OutF::code(v);
+        }}
+        if (csim::recode<SIMD, InF, OutF>(x, inside) != y) bad++;
+    }}
+    if (bad) std::printf("recode %d: %d bad\\n", SIMD, bad);
+    return bad;
+}}
+
+template <int PE, class F> int pool() {{  // against max_pool_axis's ap code
+    int bad = 0;
+    for (int trial = 0; trial < 300; trial++) {{
+        const ap_uint<PE * F::BITS> a = word<PE * F::BITS>(trial), b = word<PE * F::BITS>(trial + 7);
+        ap_uint<PE * F::BITS> m = 0;
+        for (int p = 0; p < PE; p++) {{
+            const ap_uint<F::BITS> u = lane<F::BITS, PE>(a, p), v = lane<F::BITS, PE>(b, p);
+            m.range(p * F::BITS + F::BITS - 1, p * F::BITS) = (F::value(u) > F::value(v)) ? u : v;
+        }}
+        if (csim::lane_max<PE, F>(a, b) != m) bad++;
+    }}
+    if (bad) std::printf("pool %d: %d bad\\n", PE, bad);
+    return bad;
+}}
+
+int main() {{
+    int bad = 0;
+{body}
+    std::printf("%d bad\\n", bad);
+    return bad != 0;
+}}
+"""
+
+
+@needs_gxx
+def test_csim_fast_lanes_equal_the_ap_int_code(tmp_path):
+    (tmp_path / KERNELS_HEADER).write_text(_environment().get_template("kernels.h.j2").render(
+        top="harness", guard="CODESIGN_KERNELS_H"))
+    (tmp_path / "fast.cpp").write_text(_fast_harness())
+    subprocess.run([compiler(), *CXX_FLAGS, "-I.", "-isystem", str(ap_types_dir()), "fast.cpp", "-o", "fast"],
+                   cwd=tmp_path, check=True, capture_output=True, text=True)
+    out = subprocess.run([str(tmp_path / "fast")], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip() == "0 bad", out.stdout
+
+
+# (HandNet options, {layer: (PE, SIMD)}): the fast paths of whole projects, each compiled with and
+# without -DCODESIGN_CSIM_PLAIN: 2-bit bit planes on words of 1-2 chunks, XNOR layers wider than 64
+# lanes and bipolar-to-int2 padding, signed 3- and 5-bit lanes across chunks and a signed max-pool
+FAST_PROJECTS = {
+    "w2a2": (dict(wbits=(2, 2, 2, 2), abits=(2, 2, 2)), {"conv0": (8, 1), "conv1": (4, 8), "fc0": (4, 48), "fc1": (5, 16)}),
+    "xnor": (dict(wbits=(1, 1, 1, 1), abits=(1, 1, 1), in_kind="bipolar", padding=(1, 0), channels=(8, 40)),
+             {"conv0": (2, 1), "conv1": (8, 8), "fc0": (2, 80), "fc1": (10, 16)}),
+    "signed": (dict(wbits=(3, 5, 3, 2), abits=(3, 3, 3), signed=True, channels=(24, 12)),
+               {"conv0": (6, 1), "conv1": (3, 24), "fc0": (4, 32), "fc1": (2, 8)}),
+    "mixed": (dict(wbits=(4, 1, 3, 8), abits=(2, 4, 1), in_kind="int8"), {"conv0": (4, 1), "conv1": (2, 4), "fc1": (5, 4)}),
+}
+
+
+def _run_tb(project: Path, tag: str, flags: list[str]) -> str:
+    from codesign.backend.csim import read_manifest
+
+    files = read_manifest(project)["files"]
+    sources = [f for f in files["sources"] + files["testbench"] if f.endswith(".cpp")]
+    subprocess.run([compiler(), *CXX_FLAGS, *flags, *(f"-I{d}" for d in files["include_dirs"]), "-isystem",
+                    str(ap_types_dir()), *sources, "-o", f"tb_{tag}"], cwd=project, check=True, capture_output=True)
+    subprocess.run([f"./tb_{tag}", files["inputs"], f"out_{tag}.txt", "-"], cwd=project, check=True, capture_output=True)
+    return (project / f"out_{tag}.txt").read_text()
+
+
+@needs_gxx
+@pytest.mark.parametrize("case", [pytest.param(c, marks=() if c in ("xnor", "mixed") else pytest.mark.slow)
+                                  for c in sorted(FAST_PROJECTS)])
+def test_csim_fast_and_plain_builds_write_the_same_outputs(case, tmp_path):
+    from codesign.backend.emit import emit
+    from hw_space.design import Design, Hardware
+
+    options, folds = FAST_PROJECTS[case]
+    path = export(randomize(HandNet(**options), 4), tmp_path / "m.onnx")
+    design = Design(network=network_of(lower_model(path)),
+                    hardware=Hardware(layers={k: LayerFold(pe=pe, simd=simd) for k, (pe, simd) in folds.items()}))
+    project = tmp_path / "hls"
+    emit(path, project, design=design, samples=60, seed=2)
+    fast, plain = _run_tb(project, "fast", []), _run_tb(project, "plain", ["-DCODESIGN_CSIM_PLAIN"])
+    reference = (project / "tb_data" / "reference.txt").read_text()
+    rows = [[int(v) for v in line.split()] for line in fast.splitlines()]
+    assert fast == plain and rows == [[int(v) for v in line.split()] for line in reference.splitlines()]
+    assert len({tuple(r) for r in rows}) > 1  # not a degenerate comparison
+    params = "\n".join(p.read_text() for p in (project / "src").glob("params_*.h"))
+    if case != "mixed":  # weight words over 64 bits: C-simulation chunk tables next to the ap_uint ones
+        assert "codesign::csim::Word<" in params and 'ap_uint<' in params

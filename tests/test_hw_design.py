@@ -165,7 +165,7 @@ BAD = [
     ("bad mac", _sub("{pe: 4, simd: 1}", "{pe: 4, simd: 1, mac: fpu}"),
      ["hardware.layers.conv0.mac", "'fpu' is not allowed", "allowed: auto, lut, dsp"]),
     ("pe 0", _sub("{pe: 4, simd: 1}", "{pe: 0, simd: 1}"),
-     ["hardware.layers.conv0.pe", "0 is out of range", "allowed: >= 1"]),
+     ["hardware.layers.conv0.pe", "0 is out of range", "allowed: 1..1048576"]),
     ("simd on a pool", _sub("    conv0: {pe: 4, simd: 1}", "    pool0: {pe: 4, simd: 2}"),
      ["hardware.layers.pool0.simd", "unknown field; allowed: pe"]),
     ("bad template", _sub("template: dataflow", "template: systolic"),

@@ -258,14 +258,15 @@ def test_mvau_lut_formula_by_hand():
     #   comp  = (2^2 - 1)·acc = 30
     #   total = 300 + 1.1·2·(16 + 28 + 10 + 30 + 30) = 300 + 2.2·114 = 550.8
     assert float(mac_array_luts(2, 4, 2, 2, 10, 2, 4, False)) == pytest.approx(550.8)
-    # the MVAU adds its weight memory: width PE·SIMD·W = 16 bits, depth MW·MH/(PE·SIMD) = 288/8 = 36
-    # -> 'auto' LUTRAM (depth <= 64): ceil(36/64)·16 = 16 LUTs; 550.8 + 16 = 566.8 -> 567
+    # the MVAU adds its weight memories, one per PE (the kernel partitions its weights by PE):
+    # width SIMD·W = 8 bits, depth MW·MH/(PE·SIMD) = 288/8 = 36 -> 'auto' LUTRAM (depth <= 64):
+    # 2 PEs · ceil(36/64)·8 = 16 LUTs; 550.8 + 16 = 566.8 -> 567
     m = MVAU("l", 36, 8, 1)
     res = m.resources(2, 4, 2, 2, 2, AUTO, MAC_AUTO)
     assert _int(res.LUT) == 567
     assert (_int(res.BRAM18), _int(res.URAM), _int(res.DSP)) == (0, 0, 0)
     w, d = m.weight_memory(2, 4, 2)
-    assert (_int(w), _int(d)) == (16, 36)
+    assert (_int(w), _int(d)) == (8, 36)
 
 
 def test_mvau_dsp_path():
@@ -403,23 +404,29 @@ def test_tiled_engine_without_8bit_operands_uses_luts():
 # ----------------------------------------------------------------------------- whole dataflow design
 
 def test_dataflow_stage_cycles_and_latency_by_hand():
-    # examples/digits_w4a4.yaml, every layer PE = SIMD = 1 (pools: all channels), zc706, 64-bit AXI
-    #   input   1·8·8·8 bits / 64 = 8
+    # examples/digits_w4a4.yaml, every layer PE = SIMD = 1 (pools: all channels), zc706, 64-bit AXI.
+    # The I/O adapters and width converters are the gearbox kernel (layers.gearbox_cycles):
+    #   input   64 elements, 8 per AXI word, to the SWG's 1 per word: one per iteration = 64
     #   conv0_swg  10x10 padded, C 1, K 3, OFM 8: 10·3·1 + 8·max(8·9·1, 10·1) = 30 + 576 = 606
     #   conv0   MW 9, MH 16, OFM 64: 16·9·64 = 9,216
-    #   pool0   8·8·16/16 = 64
+    #   pool0_in_dwc  1 -> 16 per word over 1,024 elements: 1,023 reads + 1 = 1,024
+    #   pool0_rows  8·8·16/16 = 64;  pool0 (columns)  8·4·16/16 = 32
+    #   conv1_in_dwc  16 -> 1 per word over 256 elements: 256 writes
     #   conv1_swg  6x6 padded, C 16, OFM 4: 6·3·16 + 4·max(4·9·16, 6·16) = 288 + 2,304 = 2,592
     #   conv1   MW 144, MH 32, OFM 16: 32·144·16 = 73,728
-    #   pool1   4·4·32/32 = 16
-    #   fc0     MW 128, MH 64: 8,192;   fc1  MW 64, MH 10: 640
-    #   output  10 logits · 8·ceil((4+4+6)/8) = 16 bits = 160 / 64 -> 3
-    #   II = 73,728 (conv1); latency bound = sum = 95,065 cycles
+    #   pool1_in_dwc  1 -> 32 over 512: 512;  pool1_rows 4·4·32/32 = 16;  pool1 4·2·32/32 = 8
+    #   fc0_in_dwc  32 -> 1 over 128: 128;  fc0  MW 128, MH 64: 8,192;  fc1  MW 64, MH 10: 640
+    #   (fc0 PE 1 -> fc1 SIMD 1 needs no converter)
+    #   output  10 logits of 16 bits (8·ceil((4+4+6)/8)), 4 per AXI word, from 1 per word: 10
+    #   II = 73,728 (conv1); latency bound = sum = 97,088 cycles
     est = estimate(load_design(EXAMPLES / "digits_w4a4.yaml"))
-    cycles = {layer.name: layer.cycles for layer in est.layers}
-    assert cycles == {"input": 8, "conv0_swg": 606, "conv0": 9216, "pool0": 64, "conv1_swg": 2592,
-                      "conv1": 73728, "pool1": 16, "fc0": 8192, "fc1": 640, "output": 3, "platform": 0}
+    cycles = {layer.name: layer.cycles for layer in est.layers if layer.kind != "fifo"}
+    assert cycles == {"input": 64, "conv0_swg": 606, "conv0": 9216, "pool0_in_dwc": 1024, "pool0_rows": 64,
+                      "pool0": 32, "conv1_in_dwc": 256, "conv1_swg": 2592, "conv1": 73728, "pool1_in_dwc": 512,
+                      "pool1_rows": 16, "pool1": 8, "fc0_in_dwc": 128, "fc0": 8192, "fc1": 640, "output": 10,
+                      "platform": 0}
     assert est.ii_cycles == 73728
-    assert est.latency_cycles == 95065
+    assert est.latency_cycles == 97088
     assert est.fps == pytest.approx(100e6 / 73728)
     assert est.feasible
 
@@ -434,8 +441,10 @@ def _cnv(**folds) -> Design:
 @pytest.mark.parametrize("layer, fold, rule", [
     # MH = 64 is not divisible by PE = 3
     ("conv1", LayerFold(pe=3, simd=32), "conv1: MH (64) must be divisible by PE"),
-    # MW = 3·3·64 = 576 IS divisible by 48, but the SWG needs C = 64 divisible by SIMD: 64 % 48 = 16
-    ("conv1", LayerFold(pe=32, simd=48), "conv1: input channels (64) must be divisible by SIMD"),
+    # MW = 3·3·64 = 576 IS divisible by 48 (the MVAU is legal), but a sliding window of SIMD 48 is
+    # not: C = 64 % 48 = 16 (without swg_simd the window takes 32, the largest divisor of 64 <= 48)
+    ("conv1", LayerFold(pe=32, simd=48, swg_simd=48),
+     "conv1: input channels (64) must be divisible by the sliding window's SIMD"),
     # dense MW = 256·1·1 = 256: SIMD 3 is illegal
     ("fc0", LayerFold(pe=1, simd=3), "fc0: MH (512) must be divisible by PE and MW (256) by SIMD"),
     # PE larger than MH: 10 % 20 != 0

@@ -1,5 +1,7 @@
 """`codesign search` end to end on tiny budgets: the run folder, refusal to overwrite, Ctrl-C,
-and a crash (SIGKILL) followed by --resume that trains no network twice."""
+a crash (SIGKILL) followed by --resume that trains no network twice, and the exit code and last
+line when no candidate was trained or the chosen design's emit or verify fails. The run-folder lock,
+SIGTERM, worker clean-up and crash consistency are in test_search_robustness.py."""
 
 import json
 import os
@@ -7,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import types
 from collections import Counter
 from pathlib import Path
 
@@ -65,6 +68,8 @@ def test_end_to_end_tiny_search(tmp_path, capsys):
     assert (out / "pareto.png").read_bytes()[:4] == b"\x89PNG"
     stdout = capsys.readouterr().out
     assert "candidates:" in stdout and "report:" in stdout
+    assert stdout.strip().splitlines()[-1].startswith("OK: the chosen design #")  # --skip-hls is no failure
+    assert "**Result: OK**" in report
     # the kept checkpoints are those of front networks only
     assert {p.name for p in (out / "models").iterdir()} <= {row["network_hash"] for row in front}
 
@@ -123,7 +128,7 @@ def test_kill_then_resume_trains_no_network_twice(tmp_path):
     assert 4 <= len(before) < 14
     done = subprocess.run(search_cmd(out, "--trials", "14", "--resume"), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    assert "resuming" in done.stderr
+    assert "resuming" in done.stderr and "taking over the lock" in done.stderr  # the killed run's lock
     records = Journal(out / "journal.jsonl").load()
     assert [r.number for r in records] == list(range(14))
     assert records[:len(before)] == before  # nothing journaled before the crash was redone or changed
@@ -149,6 +154,75 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path):
     state = __import__("codesign.journal", fromlist=["load_state"]).load_state(out / "controller.pt")
     assert state["trials"] == len(records)  # the checkpoint matches the journal
     assert not (out / "report.md").exists()
+    assert (out / ".lock").read_text() == ""  # the lock was released
+
+
+def last_line(capsys) -> str:
+    return capsys.readouterr().out.strip().splitlines()[-1]
+
+
+def test_no_candidate_trained_is_a_failure(tmp_path, capsys):
+    out = tmp_path / "run"
+    # a latency no design reaches (an FPS target beyond the board's bound fails before the run, exit 2)
+    assert main(["search", *TINY, "--trials", "2", "--target-latency-us", "0.1", "--out", str(out)]) == 1
+    line = last_line(capsys)
+    assert line.startswith("FAILED: no candidate was trained") and str(out / "report.md") in line
+    assert "**Result: FAILED** - no candidate was trained" in (out / "report.md").read_text()
+
+
+def fake_backend(emit: tuple[int, str, str], verify: tuple[int, str, str]):
+    """Stands in for the `codesign emit` / `codesign verify` subprocesses: (exit code, stdout, stderr) of each."""
+    calls: list[str] = []
+
+    def run(cmd, **kwargs):
+        step = cmd[3]  # python -m codesign STEP ...
+        calls.append(step)
+        code, stdout, stderr = {"emit": emit, "verify": verify}[step]
+        return subprocess.CompletedProcess(cmd, code, stdout, stderr)
+
+    return types.SimpleNamespace(run=run), calls
+
+
+EMIT_OK = (0, "", "")
+
+
+def test_the_chosen_design_must_verify_bit_exact(tmp_path, capsys, monkeypatch):
+    """Exit 1, a FAILED last line and report.md's result line when emit or verify fails; OK otherwise."""
+    from codesign.commands import search
+
+    out = tmp_path / "run"
+    best = out / "best"
+    mismatch = json.dumps({"bit_exact": False, "samples": 12, "mismatches": 3, "problems": []})
+    fake, calls = fake_backend(EMIT_OK, (1, mismatch, ""))
+    monkeypatch.setattr(search, "subprocess", fake)
+    run = search.SearchRun(search.SearchConfig(board="zc706", trials=2, epochs=1, workers=1), out)
+    assert run.execute() == 1 and calls == ["emit", "verify"]
+    line = last_line(capsys)
+    assert line.startswith("FAILED: the chosen design #") and "did not verify bit-exact: 3 of 12 samples mismatch" in line
+    assert "**Result: FAILED**" in (out / "report.md").read_text()
+    assert json.loads((best / "verify.json").read_text())["bit_exact"] is False
+
+    cases = [  # (emit, verify, succeeds, in the last line, in best/verify.json)
+        ((2, "", "codesign: error: lowering failed\n"), None, False, "`codesign emit` failed: codesign: error: lowering "
+         "failed", {"stage": "emit"}),
+        (EMIT_OK, (3, json.dumps({"error": "g++ could not compile the testbench", "exit_code": 3}), ""), False,
+         "could not build or run the C-simulation (exit code 3): g++ could not compile", {"exit_code": 3}),
+        (EMIT_OK, (1, "", "Traceback (most recent call last):\nKeyError: 'x'\n"), False, "KeyError", {"stage": "verify"}),
+        (EMIT_OK, (0, json.dumps({"bit_exact": True, "samples": 12, "mismatches": 0, "warnings": ["degenerate outputs"]}),
+                   ""), True, "verified bit-exact in C-simulation (12 samples, with 1 warning(s)); run folder", {}),
+    ]
+    for emit, verify, succeeds, says, saved in cases:
+        fake, calls = fake_backend(emit, verify)
+        monkeypatch.setattr(search, "subprocess", fake)
+        run._hls(best)
+        assert run._report(None, 1.0) is succeeds
+        line = last_line(capsys)
+        assert line.startswith("OK: " if succeeds else "FAILED: ") and says in line, line
+        verdict = json.loads((best / "verify.json").read_text())
+        assert saved.items() <= verdict.items() and ("error" in verdict) is not succeeds
+        report = (out / "report.md").read_text()
+        assert f"**Result: {'OK' if succeeds else 'FAILED'}**" in report
+    assert "- **warning**: degenerate outputs" in report
 
 
 @pytest.mark.slow
@@ -159,7 +233,8 @@ def test_parallel_workers_search_with_hls(tmp_path):
     done = subprocess.run([sys.executable, "-m", "codesign", "search", "--board", "zc706", "--trials", "16",
                            "--epochs", "3", "--workers", "2", "--out", str(out)], capture_output=True, text=True,
                           timeout=900, env=env)
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.strip().splitlines()[-1].startswith("OK: the chosen design #")
     records = Journal(out / "journal.jsonl").load()
     assert len(records) == 16 and trained_twice(records) == []
     report = (out / "report.md").read_text()

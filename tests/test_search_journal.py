@@ -72,3 +72,44 @@ def test_state_save_is_atomic_and_reloads(tmp_path):
     path.write_bytes(b"garbage")
     with pytest.raises(CodesignError, match="controller state"):
         load_state(path)
+
+
+def test_a_batch_is_one_write_and_a_failed_write_is_one_line(tmp_path, monkeypatch):
+    path = tmp_path / "journal.jsonl"
+    j = Journal(path)
+    j.append_many([record(0), record(1)])
+    real = Journal._write
+
+    def full_disk(self, data):  # the disk fills up in the middle of the second batch's first line
+        real(self, data[:40])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Journal, "_write", full_disk)
+    with pytest.raises(CodesignError) as err:
+        j.append_many([record(2), record(3)])
+    assert str(path) in str(err.value) and "No space left on device" in str(err.value) and "--resume" in str(err.value)
+    j.close()
+    assert [r.number for r in Journal(path).load()] == [0, 1]  # the torn tail is cut: the run resumes cleanly
+
+
+def test_state_write_on_a_full_disk_is_one_line_and_keeps_the_old_state(tmp_path, monkeypatch):
+    import codesign.journal as journal
+
+    path = tmp_path / "controller.pt"
+    save_state(path, {"trials": 1})
+    monkeypatch.setattr(journal, "open", lambda *a, **k: open("/dev/full", "wb"), raising=False)  # a real ENOSPC
+    with pytest.raises(CodesignError, match="No space left on device") as err:
+        save_state(path, {"trials": 2, "weights": __import__("torch").zeros(10_000)})
+    assert str(path) in str(err.value) and "Traceback" not in str(err.value)
+    monkeypatch.undo()
+    assert load_state(path) == {"trials": 1} and [p.name for p in tmp_path.iterdir()] == ["controller.pt"]
+
+
+def test_state_loads_tensors_and_plain_values_only(tmp_path):
+    import numpy as np
+    import torch
+
+    path = tmp_path / "controller.pt"
+    torch.save({"trials": 2, "rng": np.zeros(3)}, path)  # a numpy array: unpickling it needs a global
+    with pytest.raises(CodesignError, match="refusing to load the controller state: loading it would call numpy"):
+        load_state(path)

@@ -3,7 +3,16 @@
 import numpy as np
 import pytest
 
-from codesign.pareto import crowding_distance, dominates, hypervolume_2d, ideal_point_choice, log_normalize, non_dominated_sort, pareto_mask
+from codesign.pareto import (
+    crowding_distance,
+    dominates,
+    hypervolume_2d,
+    ideal_point_choice,
+    ideal_point_distances,
+    log_normalize,
+    non_dominated_sort,
+    pareto_mask,
+)
 from codesign.strategies import nsga2_select
 
 # (accuracy, speed), both maximized
@@ -75,3 +84,16 @@ def test_ideal_point_choice_weights():
     assert ideal_point_choice(pts, (1.0, 1.0)) == 1
     assert ideal_point_choice(pts, (1.0, 0.0)) == 0
     assert ideal_point_choice(pts, (0.0, 1.0)) == 2
+
+
+def test_ideal_point_distances_by_hand():
+    # columns normalized over the rows given: accuracy 0.5..0.9, speed 1..3
+    pts = np.array([[0.9, 1.0], [0.7, 2.0], [0.5, 3.0]])
+    d = ideal_point_distances(pts, (1.0, 1.0))
+    assert d.tolist() == pytest.approx([1.0, np.sqrt(0.5), 1.0])
+    assert ideal_point_distances(pts, (4.0, 1.0))[2] == pytest.approx(2.0)
+    # an inaccurate outlier stretches the accuracy scale: accuracy gaps shrink and the faster row wins
+    wide = np.vstack([pts, [[0.1, 3.2]]])
+    assert int(np.argmin(ideal_point_distances(wide, (1.0, 1.0)))) == 2
+    assert ideal_point_distances(pts[:1], (1.0, 1.0)).tolist() == [0.0]  # one row: it is the ideal
+    assert ideal_point_distances(np.zeros((0, 2)), (1.0, 1.0)).size == 0

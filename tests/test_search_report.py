@@ -38,14 +38,14 @@ def test_front_excludes_dominated_and_pruned():
 
 
 def test_choice_with_and_without_target():
-    c = choose(RECORDS, target_fps=5e4)
-    assert c.record.number == 1 and "meeting the target" in c.why
+    c = choose(RECORDS, target_fps=5e4)  # with a target the default rule is most-accurate among those meeting it
+    assert c.record.number == 1 and "meeting the target" in c.why and c.rule == "most-accurate"
     c = choose(RECORDS, target_latency_us=20.0)  # latency 1e6/fps <= 20 us -> fps >= 5e4
     assert c.record.number == 1
     c = choose(RECORDS, target_fps=1e7)
     assert "no trained design meets" in c.why and c.record is not None
     c = choose(RECORDS)
-    assert c.record.number in {0, 1, 5} and "ideal point" in c.why
+    assert c.record.number == 1 and "ideal point" in c.why and c.rule == "best-trade-off"
     assert choose([rec(0, 0.0, 1e4, status="pruned")]).record is None
 
 
@@ -58,10 +58,11 @@ def test_pruning_figures():
 
 def test_files_and_report(tmp_path):
     front = pareto_front(RECORDS)
-    report.write_pareto(tmp_path, front)
+    report.write_pareto(tmp_path, front, report.resource_front(RECORDS))
     data = json.loads((tmp_path / "pareto.json").read_text())
     assert [row["number"] for row in data["front"]] == [r.number for r in front]
-    assert data["objectives"]["LUT"] == "min" and "design" in data["front"][0]
+    assert data["objectives"] == {"accuracy": "max", "fps": "max"} and "design" in data["front"][0]
+    assert data["resource_front"]["objectives"]["LUT"] == "min" and "design" in data["resource_front"]["front"][0]
     assert (tmp_path / "pareto.csv").read_text().count("\n") == len(front) + 1
     report.plot_pareto(tmp_path / "pareto.png", RECORDS, front, front[0], title="t")
     assert (tmp_path / "pareto.png").read_bytes()[:4] == b"\x89PNG"
@@ -72,4 +73,5 @@ def test_files_and_report(tmp_path):
     text = render_report(summary)
     assert "No verdict - the HLS step failed: g++ could not compile" in text and "PASS" not in text
     assert "**14.3%** of the candidates (1 of 7)" in text and "saved **2 s**" in text
-    assert text.count("| 3 | 0.9700") == 1  # the front table row of candidate 3
+    assert text.count("| 3 | 0.9700") == 2  # candidate 3's rows in the front and the resource-aware front tables
+    assert "### Resource-aware front" in text and "Rule: **best-trade-off**" in text and "Why: test." in text

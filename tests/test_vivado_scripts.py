@@ -58,7 +58,7 @@ def make_project(root: Path) -> dict:
     (root / "data" / "input.bin").write_bytes(b"\x00\x01")
     return {"top": "mynet", "sources": ["src/top.cpp", "src/mynet.h"],
             "testbench": ["tb_mynet.cpp", "data/input.bin"], "include_dirs": ["src"],
-            "in_width": 64, "out_width": 64, "tb_args": "input.bin"}
+            "in_width": 64, "out_width": 64, "tb_args": "data/input.bin -v 3"}
 
 
 def render(root: Path, board, clock_mhz=None, **overrides) -> list[Path]:
@@ -315,7 +315,7 @@ def test_check_unbalanced_tcl(rendered):
 
 
 def test_check_unbalanced_quote(rendered):
-    replace_in(rendered / VITIS_SCRIPT, 'set tb_argv "input.bin"', 'set tb_argv "input.bin')
+    replace_in(rendered / VITIS_SCRIPT, 'set cflags  "-Isrc -std=c++14"', 'set cflags  "-Isrc -std=c++14')
     assert any("unbalanced '\"'" in p for p in check_scripts(rendered))
 
 
@@ -432,8 +432,9 @@ def test_vitis_dry_run(tmp_path, name):
     assert ["add_files", "-tb", "data/input.bin"] in trace
     assert ["set_part", BOARDS[name].part] in trace
     assert ["create_clock", "-period", "10.000", "-name", "default"] in trace
-    assert ["csim_design", "-argv", "input.bin"] in trace
-    assert ["cosim_design", "-rtl", "verilog", "-argv", "input.bin"] in trace
+    argv = f"{(out / 'data' / 'input.bin').resolve()} -v 3"  # files absolute, options and numbers as given
+    assert ["csim_design", "-argv", argv] in trace
+    assert ["cosim_design", "-rtl", "verilog", "-argv", argv] in trace
     steps = [c for c in order if c in ("csim_design", "csynth_design", "cosim_design", "export_design")]
     assert steps == ["csim_design", "csynth_design", "cosim_design", "export_design", "csynth_design",
                      "export_design"]
@@ -455,6 +456,54 @@ def test_vitis_dry_run_without_cosim_and_marker(tmp_path):
     assert "cosim_design" not in order
     assert ["csim_design"] in trace  # no -argv when there are no testbench arguments
     assert order.count("open_project") == 1 and order.count("export_design") == 1
+
+
+EMIT_TB_ARGS = "tb_data/inputs.txt tb_data/csim_outputs.txt"  # what codesign emit passes
+
+
+def emitted_like(root: Path, tb_args: str = EMIT_TB_ARGS) -> None:
+    """Render the scripts for a fake project laid out like codesign emit's: tb_data/ with inputs and reference."""
+    kwargs = make_project(root)
+    (root / "tb_data").mkdir()
+    for name in ("inputs.txt", "reference.txt"):
+        (root / "tb_data" / name).write_text("1 1\n0\n")
+    kwargs.update(testbench=["tb_mynet.cpp", "tb_data/inputs.txt", "tb_data/reference.txt"], tb_args=tb_args)
+    render_scripts(root, board=BOARDS["zc706"], clock_mhz=100, **kwargs)
+
+
+def argv_of(trace, name: str) -> list[str]:
+    call = commands(trace, name)[0]
+    return call[call.index("-argv") + 1].split(" ")
+
+
+@needs_tclsh
+def test_testbench_paths_resolve_from_the_vitis_run_folders(tmp_path):
+    """csim runs in hls_project/solution1/csim/build, cosim in .../sim/wrapc: the paths must not depend on it."""
+    out = tmp_path / "proj"
+    emitted_like(out)
+    trace = run_tcl(tmp_path, out / VITIS_SCRIPT, TRACE_PRELUDE)
+    assert ["add_files", "-tb", "tb_data/inputs.txt"] in trace and ["add_files", "-tb", "tb_data/reference.txt"] in trace
+    for step in ("csim_design", "cosim_design"):
+        inputs, outputs = argv_of(trace, step)
+        for path in (inputs, outputs):
+            assert Path(path).is_absolute() and str(Path(path).resolve()) == path
+        assert Path(inputs) == (out / "tb_data" / "inputs.txt").resolve()
+        assert Path(outputs).parent == (out / "tb_data").resolve()
+        # the testbench's default reference: reference.txt next to its inputs file
+        assert (Path(inputs).parent / "reference.txt").is_file()
+        for run_folder in ("hls_project/solution1/csim/build", "hls_project/solution1/sim/wrapc"):
+            assert (out / run_folder / inputs).resolve() == Path(inputs)  # absolute: the run folder is irrelevant
+
+
+@needs_tclsh
+def test_testbench_paths_in_a_folder_with_spaces_are_relative_to_the_run_folder(tmp_path):
+    out = tmp_path / "my project"
+    emitted_like(out)
+    trace = run_tcl(tmp_path, out / VITIS_SCRIPT, TRACE_PRELUDE)
+    inputs, outputs = argv_of(trace, "csim_design")
+    assert inputs == "../../../../tb_data/inputs.txt" and outputs == "../../../../tb_data/csim_outputs.txt"
+    build = out / "hls_project" / "solution1" / "csim" / "build"
+    assert (build / inputs).resolve() == (out / "tb_data" / "inputs.txt").resolve()
 
 
 def vivado_prelude(board, out: Path, *, in_bytes=8, out_bytes=8, has_tlast=0, missing=(), axilite=(),

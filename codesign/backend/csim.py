@@ -1,11 +1,17 @@
 """C-simulation: compile an emitted project's testbench with g++ against Xilinx's open ap_types
-headers (shipped by the hls4ml package), run the test vectors and compare bit for bit."""
+headers (shipped by the hls4ml package), run the test vectors and compare bit for bit.
+
+The testbench compares its outputs with a reference file itself (exit code 2 on mismatches, see
+hls_templates/testbench.cpp.j2); verify() compares again in Python and reports both. A project that
+cannot be compiled or run raises CsimError; a completed run (mismatching or not) is a VerifyResult.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import importlib.util
 import json
+import platform
 import re
 import shutil
 import subprocess
@@ -19,11 +25,14 @@ import numpy as np
 from hw_space.design import atomic_write_text
 from hw_space.errors import CodesignError
 
-CXX_FLAGS = ("-std=c++14", "-O2")
+# -mpopcnt (x86-64): the C-simulation fast paths of the kernels count bits (XNOR and 1-2-bit lanes)
+CXX_FLAGS = ("-std=c++14", "-O2") + (("-mpopcnt",) if platform.machine().lower() in ("x86_64", "amd64") else ())
 MANIFEST = "manifest.json"
 VECTORS = "tb_data/vectors.npz"
 CSIM_DIR = "csim"
 RUN_TIMEOUT_S = 600
+TB_MISMATCH_EXIT = 2  # the testbench's exit code when the run completed but frames differ from the reference
+_PROTOCOL_RE = re.compile(r"^tb: frame \d+: .*$", re.M)  # the testbench's stream protocol errors (exit code 1)
 _DIAG_RE = re.compile(r"^(?P<file>[^:\s][^:]*):(?P<line>\d+):(?:(?P<col>\d+):)?\s*(?:fatal )?error:\s*(?P<msg>.*)$")
 
 
@@ -42,7 +51,8 @@ class Diagnostic:
 
 
 class CsimError(CodesignError):
-    """The C-simulation could not run: a compile error (with diagnostics) or a crashed testbench."""
+    """The C-simulation could not be built or run: no g++ or ap_types, a compile error (with
+    diagnostics), a crashed or stopped testbench."""
 
     def __init__(self, message: str, diagnostics: list[Diagnostic] | None = None, log: str = ""):
         super().__init__(message)
@@ -70,6 +80,8 @@ class VerifyResult:
     cached_binary: bool = False
     test_data: str = ""
     problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    testbench_mismatches: int | None = None  # the testbench's own count (its "tb: N frames, M mismatching")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -79,20 +91,20 @@ def ap_types_dir() -> Path:
     """The folder with ap_int.h and hls_stream.h inside the installed hls4ml package."""
     spec = importlib.util.find_spec("hls4ml")
     if spec is None or not spec.submodule_search_locations:
-        raise CodesignError("C-simulation needs Xilinx's ap_int.h and hls_stream.h, which the hls4ml package "
-                            "ships; install it (pip install hls4ml)")
+        raise CsimError("C-simulation needs Xilinx's ap_int.h and hls_stream.h, which the hls4ml package "
+                        "ships; install it (pip install hls4ml)")
     for base in spec.submodule_search_locations:
         folder = Path(base) / "templates" / "vivado" / "ap_types"
         if (folder / "ap_int.h").is_file() and (folder / "hls_stream.h").is_file():
             return folder
-    raise CodesignError("the installed hls4ml package has no templates/vivado/ap_types/ap_int.h; "
-                        "reinstall hls4ml (pip install --force-reinstall hls4ml)")
+    raise CsimError("the installed hls4ml package has no templates/vivado/ap_types/ap_int.h; "
+                    "reinstall hls4ml (pip install --force-reinstall hls4ml)")
 
 
 def compiler() -> str:
     cxx = shutil.which("g++")
     if cxx is None:
-        raise CodesignError("C-simulation needs g++ (gcc 9 or newer); install it (e.g. apt-get install g++)")
+        raise CsimError("C-simulation needs g++ (gcc 9 or newer); install it (e.g. apt-get install g++)")
     return cxx
 
 
@@ -103,6 +115,9 @@ def read_manifest(project: Path) -> dict[str, Any]:
                             source=str(project))
     try:
         return json.loads(path.read_text())
+    except UnicodeDecodeError as exc:
+        raise CodesignError(f"{MANIFEST}: byte 0x{exc.object[exc.start]:02x} at offset {exc.start} is not UTF-8 "
+                            "text; emit the project again (codesign emit)", source=str(project)) from None
     except (OSError, json.JSONDecodeError) as exc:
         raise CodesignError(f"{MANIFEST} is unreadable: {exc}", source=str(project)) from None
 
@@ -170,25 +185,47 @@ def compile_testbench(project: Path, manifest: dict[str, Any]) -> tuple[Path, fl
     return binary, seconds, False
 
 
-def run_testbench(project: Path, binary: Path, inputs: Path, outputs: Path) -> tuple[float, str]:
-    """Run the compiled testbench in the project folder; returns (seconds, stdout)."""
+@dataclass(frozen=True)
+class CsimRun:
+    """A testbench run that completed: seconds, its output (stdout + stderr), and the stream protocol error
+    that ended it, if any."""
+
+    seconds: float
+    log: str
+    exit_code: int = 0
+    protocol_error: str = ""
+
+
+def run_testbench(project: Path, binary: Path, inputs: Path, outputs: Path, reference: Path | None = None) -> CsimRun:
+    """Run the compiled testbench in the project folder. Its mismatch exit code and its stream protocol
+    errors are results (the design ran and misbehaved); any other failure raises CsimError."""
+    cmd = [str(binary.resolve()), str(inputs.resolve()), str(outputs.resolve())]
+    if reference is not None:
+        cmd.append(str(reference.resolve()))
     start = time.perf_counter()
     try:
-        proc = subprocess.run([str(binary.resolve()), str(inputs.resolve()), str(outputs.resolve())], cwd=project,
-                              capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
+        proc = subprocess.run(cmd, cwd=project, capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
     except subprocess.TimeoutExpired:
         raise CsimError(f"the testbench ran longer than {RUN_TIMEOUT_S} s and was stopped") from None
     seconds = time.perf_counter() - start
-    if proc.returncode != 0:
+    protocol = _PROTOCOL_RE.search(proc.stderr or "")
+    if proc.returncode == 1 and protocol:
+        return CsimRun(seconds, proc.stdout + proc.stderr, proc.returncode, protocol.group(0).strip())
+    if proc.returncode not in (0, TB_MISMATCH_EXIT):
         raise CsimError(f"the testbench failed (exit code {proc.returncode}): "
                         f"{(proc.stderr or proc.stdout).strip()[-500:]}", log=proc.stdout + proc.stderr)
-    return seconds, proc.stdout
+    return CsimRun(seconds, proc.stdout + proc.stderr, proc.returncode)
 
 
 def write_inputs(path: Path, codes: np.ndarray) -> None:
     """The testbench's input file: a 'frames elements' line, then one frame of codes per line."""
     lines = [f"{codes.shape[0]} {codes.shape[1]}"] + [" ".join(map(str, row)) for row in codes.tolist()]
     atomic_write_text(path, "\n".join(lines) + "\n")
+
+
+def write_reference(path: Path, expected: np.ndarray) -> None:
+    """The testbench's reference file: one line of expected output codes per frame."""
+    atomic_write_text(path, "".join(" ".join(map(str, row)) + "\n" for row in expected.tolist()))
 
 
 def read_outputs(path: Path, samples: int, count: int) -> np.ndarray:
@@ -198,36 +235,105 @@ def read_outputs(path: Path, samples: int, count: int) -> np.ndarray:
     return np.array(rows, dtype=np.int64)
 
 
+def read_complete_outputs(path: Path, count: int) -> np.ndarray:
+    """The leading complete frames of an outputs file a stopped testbench left behind."""
+    rows = []
+    text = path.read_text() if path.is_file() else ""
+    for line in text.split("\n")[:-1]:  # a line without its newline is an unfinished frame
+        values = line.split()
+        if len(values) != count:
+            break
+        rows.append(values)
+    return np.array(rows, dtype=np.int64).reshape(len(rows), count)
+
+
+def tb_mismatch_count(log: str) -> int | None:
+    """M of the testbench's closing "tb: N frames, M mismatching" line; None without one."""
+    m = re.search(r"^tb: \d+ frames, (\d+) mismatching$", log, re.M)
+    return int(m.group(1)) if m else None
+
+
+def predictions(got: np.ndarray, output: dict[str, Any]) -> np.ndarray:
+    """The class of each frame: argmax of the logits the output codes stand for (code * scale + bias)."""
+    if len(got) == 0:
+        return np.zeros(0, dtype=np.int64)
+    scale, bias = np.asarray(output["scale"]), np.asarray(output["bias"])
+    return (got.reshape(len(got), -1, len(scale)) * scale + bias).reshape(len(got), -1).argmax(axis=1)
+
+
+def degenerate_warnings(got: np.ndarray, pred: np.ndarray) -> list[str]:
+    """A warning when every sample gives the same output (or the same class): bit-exact then proves little."""
+    n = len(got)
+    if n < 2:
+        return []
+    if (got == got[0]).all():
+        what = "the same output codes"
+    elif (pred == pred[0]).all():
+        what = f"the same class ({int(pred[0])})"
+    else:
+        return []
+    return [f"degenerate outputs: all {n} samples give {what}, so bit-exactness proves little; "
+            "verify a trained model on varied test data"]
+
+
+def _load_vectors(project: Path) -> dict[str, np.ndarray]:
+    path = project / VECTORS
+    try:
+        with np.load(path) as data:
+            return {k: data[k] for k in data.files}
+    except FileNotFoundError:
+        raise CodesignError(f"no {VECTORS}; re-run codesign emit", source=str(project)) from None
+    except (OSError, ValueError) as exc:
+        raise CodesignError(f"{VECTORS} is unreadable ({exc}); re-run codesign emit", source=str(project)) from None
+
+
+def _compare(run: CsimRun, outputs: Path, expected: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """(outputs, per-value differences, problems). A run stopped by a protocol error counts every frame
+    it did not finish as mismatching."""
+    n, count = expected.shape
+    problems = [line.strip() for line in run.log.splitlines() if "WARNING: Hls::stream" in line]
+    if not run.protocol_error:
+        got = read_outputs(outputs, n, count)
+        return got, got != expected, problems
+    got = read_complete_outputs(outputs, count)[:n]
+    diff = np.ones_like(expected, dtype=bool)
+    diff[:len(got)] = got != expected[:len(got)]
+    problems.insert(0, f"the testbench stopped: {run.protocol_error} (after {len(got)} of {n} frames)")
+    return got, diff, problems
+
+
 def verify(project: str | Path, samples: int | None = None) -> VerifyResult:
     """Compile and run the C-simulation of an emitted project and compare it bit for bit with the
     integer reference; writes verify.json into the project."""
     project = Path(project)
     manifest = read_manifest(project)
-    with np.load(project / VECTORS) as data:
-        vectors = {k: data[k] for k in data.files}
+    vectors = _load_vectors(project)
     codes, expected = vectors["codes"], vectors["reference"]
     n = len(codes) if samples is None else min(int(samples), len(codes))
     if n < 1:
         raise CodesignError(f"--samples must be at least 1, got {samples}")
     binary, compile_s, cached = compile_testbench(project, manifest)
     csim = project / CSIM_DIR
-    inputs, outputs = csim / "inputs.txt", csim / "outputs.txt"
+    inputs, outputs, reference = csim / "inputs.txt", csim / "outputs.txt", csim / "reference.txt"
     write_inputs(inputs, codes[:n])
-    run_s, log = run_testbench(project, binary, inputs, outputs)
-    got = read_outputs(outputs, n, expected.shape[1])
-    problems = [line.strip() for line in log.splitlines() if "WARNING: Hls::stream" in line]
-    diff = got != expected[:n]
+    write_reference(reference, expected[:n])
+    outputs.unlink(missing_ok=True)
+    run = run_testbench(project, binary, inputs, outputs, reference)
+    got, diff, problems = _compare(run, outputs, expected[:n])
     bad = int(diff.any(axis=1).sum())
-    out = manifest["output"]
-    logits = got.reshape(n, -1, len(out["scale"])) * np.asarray(out["scale"]) + np.asarray(out["bias"])
-    pred = logits.reshape(n, -1).argmax(axis=1)
-    agreement = None
+    tb_count = tb_mismatch_count(run.log)
+    if tb_count is not None and tb_count != bad:
+        problems.append(f"the testbench counted {tb_count} mismatching frames, the Python comparison {bad}")
+    pred = predictions(got, manifest["output"])
+    agreement = accuracy = None  # frames a stopped testbench did not finish count as wrong
     if "brevitas_logits" in vectors:
-        agreement = float((pred == vectors["brevitas_logits"][:n].argmax(axis=1)).mean())
-    accuracy = float((pred == vectors["labels"][:n]).mean()) if "labels" in vectors else None
+        agreement = float((pred == vectors["brevitas_logits"][:len(got)].argmax(axis=1)).sum() / n)
+    if "labels" in vectors:
+        accuracy = float((pred == vectors["labels"][:len(got)]).sum() / n)
     result = VerifyResult(bit_exact=bad == 0 and not problems, samples=n, mismatches=bad,
                           argmax_agreement=agreement, mismatched_values=int(diff.sum()), label_accuracy=accuracy,
-                          compile_seconds=round(compile_s, 3), run_seconds=round(run_s, 3), cached_binary=cached,
-                          test_data=manifest.get("test_data", ""), problems=problems[:20])
+                          compile_seconds=round(compile_s, 3), run_seconds=round(run.seconds, 3), cached_binary=cached,
+                          test_data=manifest.get("test_data", ""), problems=problems[:20],
+                          warnings=degenerate_warnings(got, pred), testbench_mismatches=tb_count)
     atomic_write_text(project / "verify.json", json.dumps(result.to_dict(), indent=2) + "\n")
     return result

@@ -1,5 +1,7 @@
-"""Read a QONNX model into the front-end graph: clean it with qonnx's own transformations, resolve
-constant subgraphs (weight quantizers) and turn every remaining node into one op of graph.py."""
+"""Read a QONNX model into the front-end graph: clean it with qonnx's own transformations (which
+fold constant-only subgraphs such as TensorNorm's Pow, but keep the weight quantizers), check that
+every remaining op is supported, resolve the weight quantizers and turn every other node into one op
+of graph.py."""
 
 from __future__ import annotations
 
@@ -15,51 +17,69 @@ from hw_space.errors import CodesignError
 SUPPORTED_OPS = ("Quant", "BipolarQuant", "Conv", "MatMul", "Gemm", "BatchNormalization", "Relu", "MaxPool",
                  "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Identity",
                  "Mul", "Add", "Sub", "Div")
+_QUANTIZERS = ("Quant", "BipolarQuant")  # never folded: the importer reads integer weights through them
 _ROUNDING = ("ROUND", "HALF_EVEN")
 
 
 def load_qonnx(source: str | Path | Any) -> Any:
     """Load and clean a QONNX model (path or ModelWrapper) with qonnx's transformations. Node names
     are kept (Brevitas names them after the modules, which makes error messages useful), so this
-    runs qonnx's cleanup steps without its renaming ones."""
+    runs qonnx's cleanup steps without its renaming ones. Ops are checked after the cleanup, so
+    unsupported ops that only compute constants (folded away) do not matter."""
+    model = _read(source) if isinstance(source, (str, Path)) else source
+    for node in model.graph.node:
+        if node.op_type in (*_QUANTIZERS, "Trunc"):
+            node.domain = "qonnx.custom_op.general"  # as qonnx's cleanup_model does
+    for i, node in enumerate(model.graph.node):
+        if not node.name:
+            node.name = f"{node.op_type}_{i}"
+    try:
+        for step in _cleanup_steps():
+            model = model.transform(step)
+    except Exception as exc:
+        _check_ops(model)  # an unsupported op is the likelier cause, and the clearer message
+        raise CodesignError(f"qonnx could not clean the model: {type(exc).__name__}: {exc}") from None
+    _check_ops(model)
+    return model
+
+
+def _read(path: str | Path) -> Any:
+    """A ModelWrapper of the ONNX file at `path`, or one CodesignError naming the file."""
     from qonnx.core.modelwrapper import ModelWrapper
+
+    path = Path(path)
+    if not path.is_file():
+        raise CodesignError("file not found", source=str(path))
+    try:
+        return ModelWrapper(str(path))
+    except Exception as exc:  # onnx raises many types for a corrupt file
+        raise CodesignError(f"not a readable ONNX model ({type(exc).__name__})", source=str(path)) from None
+
+
+def _cleanup_steps() -> tuple[Any, ...]:
+    """qonnx's cleanup: fold every constant-only node except the weight quantizers (the importer reads
+    integer weights and scales from them), fold weight transposes into them, drop what is unused."""
     from qonnx.transformation.fold_constants import FoldConstants
     from qonnx.transformation.general import GiveUniqueParameterTensors, RemoveStaticGraphInputs, RemoveUnusedTensors
     from qonnx.transformation.infer_shapes import InferShapes
     from qonnx.transformation.quant_constant_folding import FoldTransposeIntoQuantInit
 
-    if isinstance(source, (str, Path)):
-        path = Path(source)
-        if not path.is_file():
-            raise CodesignError("file not found", source=str(path))
-        try:
-            model = ModelWrapper(str(path))
-        except Exception as exc:  # onnx raises many types for a corrupt file
-            raise CodesignError(f"not a readable ONNX model ({type(exc).__name__})", source=str(path)) from None
-    else:
-        model = source
-    _check_ops(model)
-    for node in model.graph.node:
-        if node.op_type in ("Quant", "BipolarQuant", "Trunc"):
-            node.domain = "qonnx.custom_op.general"  # as qonnx's cleanup_model does
-    for i, node in enumerate(model.graph.node):
-        if not node.name:
-            node.name = f"{node.op_type}_{i}"
-    steps = (InferShapes(), GiveUniqueParameterTensors(), FoldConstants(exclude_op_types=["Quant", "BipolarQuant"]),
-             FoldTransposeIntoQuantInit(), RemoveUnusedTensors(), RemoveStaticGraphInputs(), InferShapes())
-    try:
-        for step in steps:
-            model = model.transform(step)
-    except Exception as exc:
-        raise CodesignError(f"qonnx could not clean the model: {type(exc).__name__}: {exc}") from None
-    return model
+    return (InferShapes(), GiveUniqueParameterTensors(), FoldConstants(exclude_op_types=list(_QUANTIZERS)),
+            FoldTransposeIntoQuantInit(), RemoveUnusedTensors(), RemoveStaticGraphInputs(), InferShapes())
+
+
+def unsupported_nodes(model: Any) -> list[Any]:
+    """The nodes whose op the importer cannot read (Constant nodes are evaluated, so they are fine)."""
+    return [node for node in model.graph.node if node.op_type not in SUPPORTED_OPS and node.op_type != "Constant"]
 
 
 def _check_ops(model: Any) -> None:
-    for node in model.graph.node:
-        if node.op_type not in SUPPORTED_OPS and node.op_type != "Constant":
-            raise CodesignError(f"node {node.name or node.output[0]!r}: op {node.op_type} is not supported; "
-                                f"supported ops: {', '.join(SUPPORTED_OPS)}")
+    """Raise one CodesignError listing every unsupported node (op and name), or nothing."""
+    bad = unsupported_nodes(model)
+    if bad:
+        listed = ", ".join(f"{node.op_type} {node.name or node.output[0]!r}" for node in bad)
+        noun = "node" if len(bad) == 1 else "nodes"
+        raise CodesignError(f"{len(bad)} unsupported {noun}: {listed}; supported ops: {', '.join(SUPPORTED_OPS)}")
 
 
 def _attrs(node: Any) -> dict[str, Any]:

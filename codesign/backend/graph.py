@@ -292,6 +292,8 @@ class MVAU(Op):
     simd: int = 1
     pe: int = 1
     xnor: bool = False
+    mac: str = "auto"  # multiplier style of the Design (auto | lut | dsp): BIND_OP in the HLS
+    weight_memory: str = "auto"  # memory style of the Design (auto | bram | lutram | uram): BIND_STORAGE
 
     def acc_range(self) -> tuple[np.ndarray, np.ndarray]:
         """Per-row (min, max) of the accumulator over every input the format allows."""

@@ -156,4 +156,19 @@ def lower(model: str | Path | Any, design: Design | None = None, board: str | No
     g = name_layers(g, design.network)
     for step in transforms.hardware_steps(design.hardware.layers):
         g = step.apply(g)
+    g = fifo_depths(design).apply(g)
     return Lowered(graph=g, design=design, folded_by=folded_by)
+
+
+def fifo_depths(design: Design) -> transforms.SetFifoDepths:
+    """The FIFO depths of the cycle-level simulation (hw_space.simulate), with the model's kernels
+    and stream widths to check the graph against."""
+    from hw_space.boards import load_board
+    from hw_space.simulate import design_chain, size_chain
+
+    board = load_board(design.hardware.board)
+    chain_ = design_chain(design, board)
+    sim = size_chain(chain_)
+    kinds = [k.kind for k in chain_.kernels]
+    active = [sim.depths[i] for i in chain_.fifo_stage]
+    return transforms.SetFifoDepths(active, kinds, chain_.fifo_widths)

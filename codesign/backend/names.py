@@ -17,7 +17,7 @@ typename union unsigned using virtual void volatile wchar_t while xor xor_eq mai
 
 def is_identifier(name: str) -> bool:
     """True for a safe generated identifier (letters, digits, single underscores; no keyword)."""
-    return bool(_IDENT_RE.match(name)) and "__" not in name and name not in _CPP_KEYWORDS
+    return bool(_IDENT_RE.fullmatch(name)) and "__" not in name and name not in _CPP_KEYWORDS
 
 
 def sanitize(name: str, taken: set[str] | None = None) -> str:

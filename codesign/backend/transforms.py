@@ -44,6 +44,7 @@ from codesign.backend.graph import (
 )
 from hw_space.design import LayerFold
 from hw_space.errors import CodesignError
+from hw_space.layers import largest_divisor_at_most
 
 MAX_ACT_LEVELS = 255  # at most 8-bit activations between layers (2^8 - 1 thresholds per channel)
 
@@ -412,14 +413,18 @@ class ApplyFolding(Transform):
             item = op(g, key)
             if isinstance(item, MVAU):
                 f = self.folds.get(item.layer, LayerFold())
-                cin = item.mw if item.kind == "dense" else item.mw // (item.kernel[0] * item.kernel[1])
                 _check(item.layer, "pe", f.pe, item.mh, "output channels" if item.kind == "conv" else "outputs")
-                _check(item.layer, "simd", f.simd, cin if item.kind == "conv" else item.mw,
-                       "input channels" if item.kind == "conv" else "inputs")
+                # the MVAU's SIMD divides MW (K*K*Cin of a conv); the window's divides Cin (FINN)
+                _check(item.layer, "simd", f.simd, item.mw, "inputs per output (K*K*Cin)" if item.kind == "conv"
+                       else "inputs")
                 item.pe, item.simd = f.pe, f.simd
+                item.mac, item.weight_memory = f.mac, f.weight_memory
                 prev = op(g, keys[i - 1])
                 if isinstance(prev, SlidingWindow):
-                    prev.simd = f.simd
+                    cin = prev.ifm[2]
+                    swg = f.swg_simd if f.swg_simd is not None else largest_divisor_at_most(cin, f.simd)
+                    _check(item.layer, "swg_simd", swg, cin, "input channels")
+                    prev.simd = swg
             elif isinstance(item, MaxReduce):
                 # a pool the design leaves out takes every channel per cycle, as the cost model
                 # (hw_space CostModel.default_pe) assumes
@@ -448,29 +453,57 @@ class InsertWidthConverters(Transform):
             nxt = successor(g, key)
             assert nxt is not None
             item = op(g, key)
-            a, b = item.out_elems, op(g, nxt).in_elems
+            consumer = op(g, nxt)
+            a, b = item.out_elems, consumer.in_elems
             if a != b:
-                name = getattr(item, "layer", "") or item.name
-                insert_after(g, key, WidthConverter(name=f"{name}_dwc", onnx_op="dwc", in_elems=a, out_elems=b,
+                # named as the cost model names them: <conv>_dwc between a conv's window and its MVAU,
+                # <layer>_in_dwc in front of a layer
+                if isinstance(consumer, MVAU) and isinstance(item, SlidingWindow):
+                    name = f"{consumer.layer or consumer.name}_dwc"
+                else:
+                    layer = getattr(consumer, "layer", "") or consumer.name.removesuffix("_swg")
+                    name = f"{layer}_in_dwc"
+                insert_after(g, key, WidthConverter(name=name, onnx_op="dwc", in_elems=a, out_elems=b,
                                                     total=item.frame_elems, fmt=item.stream_fmt))
 
 
-class SetFifoDepths(Transform):
-    """FIFO depth per stream (edge attribute `depth`): 2 words, or one input row of words in front of a
-    sliding window (it reads whole rows before writing), so its producer does not stall on it."""
+def model_kind(g: nx.DiGraph, key: str) -> str:
+    """The cost model's stage kind of a hardware node (hw_space.model): the two must list the same
+    kernels in the same order."""
+    item = op(g, key)
+    if isinstance(item, (InputStage, OutputStage)):
+        return "io"
+    if isinstance(item, SlidingWindow):
+        nxt = successor(g, key)
+        return "pool_rows" if nxt is not None and isinstance(op(g, nxt), MaxReduce) else "swg"
+    return {MVAU: "mvau", MaxReduce: "pool", WidthConverter: "dwc"}[type(item)]
 
-    def __init__(self, default: int = 2, max_depth: int = 1024):
-        self.default, self.max_depth = default, max_depth
+
+class SetFifoDepths(Transform):
+    """FIFO depth per stream (edge attribute `depth`), in stream order: the depths the cost model
+    priced and the cycle-level simulation chose (hw_space.simulate.size_fifos). `kinds` and
+    `widths` are the model's kernels and FIFO words: the graph must match them, or the model and
+    the HLS disagree about what is built."""
+
+    def __init__(self, depths: list[int], kinds: list[str], widths: list[int]):
+        self.depths, self.kinds, self.widths = depths, kinds, widths
 
     def run(self, g: nx.DiGraph) -> None:
-        for u, v in g.edges:
-            depth = self.default
-            consumer = op(g, v)
-            if isinstance(consumer, SlidingWindow):
-                h, w, c = consumer.ifm
-                depth = max(depth, min(self.max_depth, w * c // consumer.simd))
-            g.edges[u, v]["depth"] = depth
+        keys = chain(g)
+        mine = [model_kind(g, k) for k in keys]
+        if mine != self.kinds or len(self.depths) != len(keys) - 1:
+            raise CodesignError(f"internal error: the HLS kernels ({', '.join(mine)}) are not the cost model's "
+                                f"stages ({', '.join(self.kinds)}); please report this design")
+        for (u, v), depth, width in zip(zip(keys, keys[1:]), self.depths, self.widths):
+            fmt = op(g, u).stream_fmt
+            bits = op(g, u).out_elems * (1 if fmt.bipolar else fmt.bits)
+            # the model bounds the last accumulator's width from above; every other word is exact
+            if bits > width or (bits != width and not isinstance(op(g, v), OutputStage)):
+                raise CodesignError(f"internal error: stream {op(g, u).name} -> {op(g, v).name} is {bits} bits wide "
+                                    f"in the HLS, {width} in the cost model; please report this design")
+            g.edges[u, v]["depth"] = int(depth)
 
 
 def hardware_steps(folds: dict[str, LayerFold]) -> tuple[Transform, ...]:
-    return (MarkXnor(), ApplyFolding(folds), InsertWidthConverters(), SetFifoDepths())
+    """The folding steps; the FIFO depths follow from the folded design (SetFifoDepths)."""
+    return (MarkXnor(), ApplyFolding(folds), InsertWidthConverters())

@@ -14,11 +14,18 @@ import hls_templates
 from codesign.backend.graph import MVAU, InputStage, IntFmt, MaxReduce, OutputStage, SlidingWindow, WidthConverter, chain, op
 from codesign.backend.names import is_identifier, sanitize
 from hw_space.design import atomic_write_text
+from hw_space.errors import CodesignError
+from hw_space.layers import gearbox_cycles
+from hw_space.widths import AP_INT_MAX_W
 
 TEMPLATE_DIR = Path(hls_templates.__file__).parent
 SRC, TB, DATA = "src", "tb", "tb_data"
 INPUTS_FILE, OUTPUTS_FILE = f"{DATA}/inputs.txt", f"{DATA}/csim_outputs.txt"
 KERNELS_HEADER = "codesign_kernels.h"
+# The Design's weight_memory -> Vitis HLS BIND_STORAGE impl of the weight and threshold ROMs
+# (UG1399: impl=bram|lutram|uram; 'auto' leaves the choice to the tool, and the cost model prices
+# what hw_space.memory.resolve_style says the tool picks). 'external' is not emitted.
+STORAGE_IMPL = {"auto": None, "bram": "bram", "lutram": "lutram", "uram": "uram"}
 
 
 @dataclass(frozen=True)
@@ -65,14 +72,8 @@ def _signed_bits(lo: int, hi: int) -> int:
 
 
 def gearbox_iterations(total: int, n_in: int, n_out: int) -> int:
-    """Iterations of the gearbox kernel (kernels.h.j2) repacking `total` elements from words of
-    n_in to words of n_out: each iteration reads a word while fewer than n_out elements wait and
-    writes a word when n_out are there (or the frame's last ones)."""
-    if n_in >= n_out:  # every iteration writes a word
-        return -(-total // n_out)
-    reads = -(-total // n_in)  # every iteration reads until the input is done; the writes keep up
-    written = (reads - 1) * n_in // n_out
-    return reads - 1 + -(-(total - written * n_out) // n_out)
+    """Iterations of the gearbox kernel (kernels.h.j2): the cost model's formula, one place."""
+    return int(gearbox_cycles(total, n_in, n_out))
 
 
 def port(count: int, bits: int, axi_width: int, signed: bool, fmt: str) -> StreamPort:
@@ -81,14 +82,20 @@ def port(count: int, bits: int, axi_width: int, signed: bool, fmt: str) -> Strea
     return StreamPort(per_word, bits, -(-count // per_word), signed, fmt, max(axi_width, per_word * bits), count)
 
 
-def _literal(value: int, width: int) -> str:
+def _literal(value: int, width: int, chunked: bool = False) -> str:
+    """A C literal of an unsigned `width`-bit value: an integer up to 64 bits; wider, an ap_uint from
+    its hex string, or (chunked) the braced 64-bit chunks of a codesign::csim::Word, low chunk first."""
     if width <= 64:
         return f"0x{value:x}ULL" if value else "0"
+    if chunked:
+        chunks = [(value >> (64 * k)) & ((1 << 64) - 1) for k in range(-(-width // 64))]
+        return "{{" + ", ".join(_literal(c, 64) for c in chunks) + "}}"
     return f'ap_uint<{width}>("0x{value:x}", 16)'
 
 
-def pack_weights(item: MVAU) -> list[list[str]]:
-    """C literals weights[p][t]: SIMD weight codes per word (lane s at bits s*B), t = nf*SF + sf."""
+def pack_weights(item: MVAU, chunked: bool = False) -> list[list[str]]:
+    """C literals weights[p][t]: SIMD weight codes per word (lane s at bits s*B), t = nf*SF + sf;
+    words wider than 64 bits as ap_uint constants, or (chunked) as C-simulation chunk words."""
     assert item.weights is not None
     bits = 1 if item.w_fmt.bipolar else item.w_fmt.bits
     codes = item.w_fmt.encode(item.weights) & ((1 << bits) - 1)  # two's complement bits
@@ -107,7 +114,7 @@ def pack_weights(item: MVAU) -> list[list[str]]:
             v = 0
             for s in reversed(range(item.simd)):
                 v = (v << bits) | int(lanes[p, t, s])
-            row.append(_literal(v, width))
+            row.append(_literal(v, width, chunked))
         rows.append(row)
     return rows
 
@@ -142,14 +149,32 @@ def _mvau_context(item: MVAU, name: str) -> dict[str, Any]:
         thresholds = [[["0"] for _ in range(nf)] for _ in range(item.pe)]
         out_bits = item.acc_fmt.bits
     w_bits = 1 if item.w_fmt.bipolar else item.w_fmt.bits
+    word_bits = w_bits * item.simd
+    # the Design's multiplier style: MulDot's MAC tag (kernels.h.j2 Product: BIND_OP impl=fabric|dsp)
+    macs = {"auto": "MacAuto", "lut": "MacLut", "dsp": "MacDsp"}
+    if item.mac not in macs:
+        raise ValueError(f"layer {name}: mac {item.mac!r} is not one of {', '.join(macs)}")
+    if item.xnor:  # no multipliers
+        dot = f"XnorDot<{item.simd}, {cpp_fmt(item.in_fmt)}, {cpp_fmt(item.w_fmt)}, {name}_acc_t>"
+    else:
+        dot = (f"MulDot<{item.simd}, {cpp_fmt(item.in_fmt)}, {cpp_fmt(item.w_fmt)}, {name}_acc_t, "
+               f"codesign::{macs[item.mac]}>")
+    if item.weight_memory not in STORAGE_IMPL:
+        raise CodesignError(f"hardware.layers.{item.layer or name}.weight_memory: {item.weight_memory!r} cannot be "
+                            f"emitted; allowed: {', '.join(STORAGE_IMPL)} (weights streamed from DRAM are not built "
+                            "by the dataflow backend)")
     return {
+        "storage": STORAGE_IMPL[item.weight_memory],
         "kind": "mvau", "name": name, "label": name, "guard": f"CODESIGN_PARAMS_{name.upper()}_H",
         "mw": item.mw, "mh": item.mh, "simd": item.simd,
         "pe": item.pe, "reps": item.reps, "nt": nt, "offset": offset, "out_bits": out_bits,
-        "in_fmt": cpp_fmt(item.in_fmt), "w_fmt": cpp_fmt(item.w_fmt), "dot": "XnorDot" if item.xnor else "MulDot",
-        "acc_bits": acc_bits, "thr_bits": thr_bits, "w_bits": w_bits, "word_bits": w_bits * item.simd,
+        "in_fmt": cpp_fmt(item.in_fmt), "w_fmt": cpp_fmt(item.w_fmt), "dot": dot, "mac": item.mac,
+        "in_bits": 1 if item.in_fmt.bipolar else item.in_fmt.bits,
+        "acc_bits": acc_bits, "thr_bits": thr_bits, "w_bits": w_bits, "word_bits": word_bits,
+        "kernels_header": KERNELS_HEADER,
         "sf": item.mw // item.simd, "nf": nf, "tiles": nf * (item.mw // item.simd),
         "weights": pack_weights(item), "thresholds": thresholds,
+        "weight_chunks": pack_weights(item, chunked=True) if word_bits > 64 else [],
         "comment": f"{name}: MVAU {item.mh}x{item.mw} x{item.reps}, PE {item.pe}, SIMD {item.simd}, "
                    f"{'XNOR-popcount' if item.xnor else item.w_fmt.describe() + ' weights'}, "
                    f"{f'{nt} thresholds' if nt else 'accumulator out'}",
@@ -233,6 +258,7 @@ def stage_context(g: nx.DiGraph, axi_width: int = 64) -> tuple[list[dict[str, An
         elif isinstance(item, WidthConverter):
             ctx = {"kind": "dwc", "in_elems": item.in_elems, "out_elems": item.out_elems,
                    "bits": 1 if item.fmt.bipolar else item.fmt.bits, "total": item.total,
+                   "iters": gearbox_iterations(item.total, item.in_elems, item.out_elems),
                    "comment": f"{names[key]}: {item.in_elems} -> {item.out_elems} elements per word"}
         else:
             raise TypeError(type(item).__name__)
@@ -245,9 +271,25 @@ def stage_context(g: nx.DiGraph, axi_width: int = 64) -> tuple[list[dict[str, An
     return streams, stages, inp, outp, idents
 
 
+def check_widths(streams: list[dict[str, Any]], stages: list[dict[str, Any]], inp: StreamPort, outp: StreamPort) -> None:
+    """Every ap_uint the project instantiates fits AP_INT_MAX_W (hw_space.widths: the cost model
+    makes wider foldings infeasible, so this only fires on a design that skipped the model)."""
+    found = [(s["width"], f"stream {s['name']}") for s in streams] + [(inp.width, "input port"), (outp.width, "output port")]
+    for st in stages:
+        if st["kind"] == "mvau":
+            found += [(st["word_bits"], f"{st['name']} weight word"), (st["acc_bits"], f"{st['name']} accumulator"),
+                      (st["simd"] * st["in_bits"], f"{st['name']} input vector")]
+    for bits, what in found:
+        if bits > AP_INT_MAX_W:
+            raise CodesignError(f"{what} needs ap_uint<{bits}>, over the {AP_INT_MAX_W}-bit limit of Vitis HLS "
+                                "(AP_INT_MAX_W); fold it with a smaller SIMD/PE (codesign fold respects the limit)")
+
+
 def _environment() -> Environment:
-    return Environment(loader=FileSystemLoader(str(TEMPLATE_DIR)), undefined=StrictUndefined, autoescape=False,
-                       keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True)
+    env = Environment(loader=FileSystemLoader(str(TEMPLATE_DIR)), undefined=StrictUndefined, autoescape=False,
+                      keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True)
+    env.globals["ap_int_max_w"] = AP_INT_MAX_W  # every generated header defines it (hw_space.widths)
+    return env
 
 
 def write_project(g: nx.DiGraph, out_dir: str | Path, top: str = "codesign_top", axi_width: int = 64) -> Project:
@@ -261,6 +303,7 @@ def write_project(g: nx.DiGraph, out_dir: str | Path, top: str = "codesign_top",
     for stage in stages:
         if "name" in stage and not is_identifier(stage["name"]):
             raise ValueError(f"layer identifier {stage['name']!r} is not sanitized")
+    check_widths(streams, stages, inp, outp)
     macro = top.upper()
     common = {"top": top, "macro": macro, "input": inp.context(), "output": outp.context()}
     files: dict[str, str] = {

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from hw_space.boards import all_boards
+from hw_space.boards import BOARD_NAME_RULE, all_boards
 
 NAME = "boards"
 HELP = "list the known FPGA boards and their resources"
@@ -24,5 +24,6 @@ def run(args: argparse.Namespace) -> int:
     for name, b in boards.items():
         print(f"{name:<10}{b.part:<22}{b.LUT:>9,}{b.FF:>9,}{b.BRAM18:>8,}{b.URAM:>6}{b.DSP:>7,}"
               f"{b.clock_mhz:>6g}{b.axi_width:>5}")
-    print("add a board: write a YAML file with these fields and pass its path to --board")
+    print(f"add a board: write a YAML file with these fields and a name ({BOARD_NAME_RULE}; not a built-in "
+          "board's name) and pass its path to --board")
     return 0

@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 
+from codesign.cli_args import check_max_util, check_target_fps, finite_float
+from hw_space.boards import load_board
 from hw_space.errors import CodesignError
+from hw_space.files import check_output_folder
+
+_TOP = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,47}")  # the backend's C identifier rule, checked whole
 
 NAME = "emit"
 HELP = "lower a QONNX model to an integer dataflow accelerator and write its HLS C++ project"
@@ -18,8 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--design", help="design YAML whose network matches the model; its folding is used")
     parser.add_argument("--board", help="board name or board YAML; without --design the folding optimizer "
                         "chooses PE/SIMD for it")
-    parser.add_argument("--target-fps", type=float, help="without --design: cheapest folding reaching this FPS")
-    parser.add_argument("--max-util", type=float, default=0.85,
+    parser.add_argument("--target-fps", type=finite_float, help="without --design: cheapest folding reaching this FPS")
+    parser.add_argument("--max-util", type=finite_float, default=0.85,
                         help="without --design: largest usable fraction of every resource (default 0.85)")
     parser.add_argument("--test-data", help="test_data.npz from codesign train (x, y, logits); "
                         "default: seeded random inputs")
@@ -35,9 +41,17 @@ def run(args: argparse.Namespace) -> int:
     if args.design is None and args.board is None:
         raise CodesignError("give --design (a design YAML with the folding) or --board (the folding optimizer "
                             "chooses one)")
-    if not 0 < args.max_util <= 1:
-        raise CodesignError(f"--max-util: {args.max_util} is not allowed; allowed: a fraction in (0, 1]")
-    result = emit(args.qonnx, args.out, design=args.design, board=args.board, test_data=args.test_data,
+    check_max_util(args.max_util)
+    check_target_fps(args.target_fps)
+    if not _TOP.fullmatch(args.top) or "__" in args.top:
+        raise CodesignError(f"--top: {args.top!r} is not allowed; allowed: a C identifier (letters, digits, single _, "
+                            "starting with a letter, at most 48 characters)")
+    if args.samples is not None and args.samples < 1:
+        raise CodesignError(f"--samples: {args.samples} is not allowed; allowed: 1 or more")
+    check_output_folder(args.out, replace=True)  # before any slow work: the project is built next to --out
+    # a board file is loaded here and passed on by name, so design.yaml and manifest.json never hold its path
+    board = load_board(args.board).name if args.board is not None else None
+    result = emit(args.qonnx, args.out, design=args.design, board=board, test_data=args.test_data,
                   samples=args.samples, seed=args.seed, top=args.top, target_fps=args.target_fps,
                   max_util=args.max_util)
     folds = {name: {"pe": f.pe, "simd": f.simd} for name, f in result.design.hardware.layers.items()}

@@ -17,10 +17,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("design", help="design YAML file")
     add_board_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print the estimate as JSON")
+    parser.add_argument("--simulate", action=argparse.BooleanOptionalAction, default=True,
+                        help="dataflow: size the FIFOs and take the II and latency from the cycle-level simulation "
+                             "(default; --no-simulate: the analytical model alone, FIFOs at depth 2)")
 
 
 def run(args: argparse.Namespace) -> int:
     design, board = resolve_board(args, load_design(args.design))
-    est = estimate(design, board, max_util=args.max_util)
+    est = estimate(design, board, max_util=args.max_util, simulate=args.simulate)
     print(json.dumps(est.to_dict(), indent=2) if args.json else format_estimate(est))
     return 0

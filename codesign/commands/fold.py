@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from codesign.cli_args import add_board_arguments, resolve_board
+from codesign.cli_args import add_board_arguments, check_target_fps, finite_float, resolve_board
 from hw_space.design import load_design, save_design
 from hw_space.estimate import estimate, format_estimate
+from hw_space.files import check_output_file
 from hw_space.folding import fold
 
 NAME = "fold"
@@ -17,11 +18,14 @@ HELP = "choose per-layer PE/SIMD (or tiled engine) that fits the board"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("design", help="design YAML file")
     add_board_arguments(parser)
-    parser.add_argument("--target-fps", type=float, help="cheapest folding reaching this FPS (default: fastest that fits)")
+    parser.add_argument("--target-fps", type=finite_float, help="cheapest folding reaching this FPS (default: fastest that fits)")
     parser.add_argument("--out", help="write the folded design YAML here (default: print it)")
 
 
 def run(args: argparse.Namespace) -> int:
+    check_target_fps(args.target_fps)
+    if args.out:
+        check_output_file(args.out)
     design, board = resolve_board(args, load_design(args.design))
     before = estimate(design, board, max_util=args.max_util)
     folded = fold(design, board, target_fps=args.target_fps, max_util=args.max_util)

@@ -3,6 +3,16 @@
 Sample designs (RL, random or evolutionary), prune them with the cost model, train the rest on a
 proxy budget (cached per network), journal everything, then write the Pareto front, pick one
 design, rebuild its model, emit and verify its HLS project, and write report.md.
+
+Exit codes: 0 when the chosen design verified bit-exact (or --skip-hls was given), 1 when no candidate
+was trained or the chosen design's emit or verify failed (the last line and report.md say why), 2 bad
+input (also: the run folder is in use by another search, or cannot be written), 130 Ctrl-C (SIGINT),
+143 SIGTERM, 129 SIGHUP.
+
+One run per folder: RUN/.lock is locked for the whole run (codesign.runguard). SIGINT, SIGTERM and
+SIGHUP stop the run cleanly (the running trainings are abandoned, the journal stays consistent, the
+resume command is printed); workers die with the search even when it is killed outright. The journal
+is the run's source of truth: --resume replays it to rebuild the strategy (codesign.strategies.Study).
 """
 
 from __future__ import annotations
@@ -23,6 +33,7 @@ from hw_space.errors import CodesignError
 NAME = "search"
 HELP = "co-design search over network + hardware (RL, random or evolution), pruned by the cost model"
 
+EXIT_OK, EXIT_FAILED = 0, 1
 DEFAULT_TRIALS = 120
 DEFAULT_EPOCHS = 8
 CONFIG = "config.json"
@@ -87,6 +98,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "on a one-core machine)")
     parser.add_argument("--epochs", type=int, help=f"training epochs per candidate (default {DEFAULT_EPOCHS})")
     parser.add_argument("--skip-hls", action="store_true", help="do not emit and verify the HLS of the chosen design")
+    from codesign.report import CHOOSE_RULES  # issue 10: the rule choosing one design from the front
+
+    parser.add_argument("--choose", choices=CHOOSE_RULES,
+                        help="how to choose one design: best-trade-off (default without a target: MENNDL, nearest the "
+                             "ideal point of the accuracy-FPS front, over designs at or above twice chance accuracy), "
+                             "most-accurate (default with a target; with a target every rule picks among the designs "
+                             "meeting it), fastest, smallest (least share of the board's most used resource)")
 
 
 def _config_from(args: argparse.Namespace, saved: dict[str, Any] | None) -> SearchConfig:
@@ -131,12 +149,13 @@ def _validate(cfg: SearchConfig) -> None:
 def _prepare_folder(out: Path, resume: bool) -> dict[str, Any] | None:
     """The saved config when resuming; refuse to overwrite an existing run otherwise."""
     from codesign.journal import JOURNAL
+    from codesign.runguard import is_lock_file
 
     if out.exists() and not out.is_dir():
         raise CodesignError(f"--out {out} exists and is not a folder")
     has_run = (out / JOURNAL).exists() or (out / CONFIG).exists()
     if not resume:
-        if out.exists() and any(out.iterdir()):
+        if out.exists() and any(not is_lock_file(p) for p in out.iterdir()):
             raise CodesignError(f"run folder {out} already exists; add --resume to continue it, or choose "
                                 "another --out")
         return None
@@ -150,14 +169,44 @@ def _prepare_folder(out: Path, resume: bool) -> dict[str, Any] | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from codesign.runguard import RunLock, StopRequested, stop_signals
+
     out = Path(args.out)
-    saved = _prepare_folder(out, args.resume)
-    cfg = _config_from(args, saved)
-    return SearchRun(cfg, out, space_path=args.space, resuming=saved is not None).execute()
+    with stop_signals():  # SIGINT, SIGTERM, SIGHUP: a clean stop (StopRequested) from here on
+        try:
+            with RunLock.acquire(out, "codesign search") as lock:  # one run per folder, or exit 2 at once
+                if lock.stale_pid:
+                    print(f"codesign: note: taking over the lock of {out}, left by PID {lock.stale_pid} which ended "
+                          "without releasing it (killed?)", file=sys.stderr, flush=True)
+                saved = _prepare_folder(out, args.resume)
+                cfg = _config_from(args, saved)
+                search = SearchRun(cfg, out, space_path=args.space, resuming=saved is not None)
+                search.choose_rule = getattr(args, "choose", None)  # issue 10: --choose (None: the chooser's default)
+                return search.execute()
+        except StopRequested as stop:  # stopped outside the search loop (setup, the final steps)
+            hint = (f"; continue with: {_resume_command(args.board, out)}" if (out / "journal.jsonl").exists()
+                    else "")
+            print(f"\ncodesign: {_stopped(stop)}{hint}", file=sys.stderr, flush=True)
+            return stop.exit_code
+
+
+def _stopped(stop: BaseException) -> str:
+    from codesign.runguard import stop_name
+
+    name = stop_name(stop)
+    return "interrupted" if name == "SIGINT" else f"stopped by {name}"
+
+
+def _resume_command(board: str, out: Path) -> str:
+    import shlex
+
+    return f"codesign search --board {shlex.quote(str(board))} --out {shlex.quote(str(out))} --resume"
 
 
 class SearchRun:
     """One `codesign search` run: setup, search, results, the chosen design's HLS, the report."""
+
+    choose_rule: str | None = None  # issue 10: --choose, a per-invocation choice (the chooser runs after the search)
 
     def __init__(self, cfg: SearchConfig, out: Path, space_path: str | None = None, resuming: bool = False):
         self.cfg = cfg
@@ -181,14 +230,16 @@ class SearchRun:
         study = self._study()
         try:
             study.run()
-        except KeyboardInterrupt:
-            self.evaluator.close(kill=True)
+        except KeyboardInterrupt as stop:  # Ctrl-C, SIGTERM, SIGHUP (codesign.runguard.StopRequested)
+            from codesign.runguard import exit_code
+
+            self.evaluator.close(kill=True)  # the running trainings are abandoned; their candidates rerun on resume
             self.journal.close()
             sys.stderr.write("\n")
-            self._log(f"codesign: interrupted after {len(study.records)} candidates; the journal and the controller "
-                      f"state are kept in {self.out}. Continue with: codesign search --board {self.cfg.board} "
-                      f"--out {self.out} --resume")
-            return 130
+            self._log(f"codesign: {_stopped(stop)} after {len(study.records)} candidates; the journal and the "
+                      f"controller state are kept in {self.out}. Continue with: "
+                      f"{_resume_command(self.cfg.board, self.out)}")
+            return exit_code(stop)
         finally:
             self.evaluator.close()
             self.journal.close()
@@ -196,8 +247,8 @@ class SearchRun:
             sys.stderr.write("\n")
         self.stages["search (cost model + training)"] = study.elapsed
         self._results(study)
-        self._report(study, time.perf_counter() - t_total + study.elapsed_before)
-        return 0
+        ok = self._report(study, time.perf_counter() - t_total + study.elapsed_before)
+        return EXIT_OK if ok else EXIT_FAILED
 
     # ------------------------------------------------------------ setup
     def _setup(self) -> None:
@@ -209,18 +260,22 @@ class SearchRun:
         self.board = load_board(cfg.board)
         info = dataset_info(cfg.dataset)
         context = Context(info.shape.channels, info.shape.height, info.shape.width, info.num_classes,
-                          board=cfg.board)
+                          board=self.board.name)
         space_file = self.out / SPACE if self.resuming else self.space_path
         if self.resuming and self.space_path:
             self.notes.append(f"--space {self.space_path} ignored: a resumed run keeps its saved space.yaml")
         self.space = load_space(space_file, context)
+        self._check_target_fps()  # issue 10: fail before training when no design can reach --target-fps
+        from hw_space.files import check_output_folder
+
+        check_output_folder(self.out)  # all validation before the first file: a failed start leaves nothing
+        self.reward = self._reward()
         self.out.mkdir(parents=True, exist_ok=True)
         if not self.resuming:
             save_space(self.space, self.out / SPACE)
         from hw_space.design import atomic_write_text
 
         atomic_write_text(self.out / CONFIG, json.dumps(asdict(cfg), indent=2) + "\n")
-        self.reward = self._reward()
 
     def _reward(self):
         from codesign.evaluate import Reward, default_fps_target
@@ -244,6 +299,10 @@ class SearchRun:
         cfg = self.cfg
         self.train_budget = proxy_budget(cfg.epochs, seed=cfg.seed, threads=train_threads(cfg.dataset, cfg.workers))
         self.strategy = make_strategy(cfg.strategy, self.space, seed=cfg.seed, rl_mode=cfg.rl_mode)
+        short = getattr(self.strategy, "short_run_warning", lambda trials: None)(cfg.trials)  # issue 10
+        if short:
+            self._log(f"warning: {short}")
+            self.notes.append(short)
         self.evaluator = Evaluator(self.space, self.board, self.reward, cfg.dataset, cfg.data_dir, self.train_budget,
                                    cfg.max_util, cfg.workers, models_dir=self.out / "models",
                                    strategy_name=self._strategy_label())
@@ -265,17 +324,37 @@ class SearchRun:
     def _strategy_label(self) -> str:
         return f"rl ({self.cfg.rl_mode})" if self.cfg.strategy == "rl" else self.cfg.strategy
 
+    # ------------------------------------------------------------ --target-fps reachability (issue 10)
+    def _check_target_fps(self) -> None:
+        """Refuse a --target-fps above the FPS ceiling of the space on the board (see fps_ceiling);
+        warn when it is above what the folding optimizer reaches with the space's smallest network."""
+        target = self.cfg.target_fps
+        if target is None:
+            return
+        ceiling, why = fps_ceiling(self.space, self.board)
+        reached = folded_fps(self.space, self.board, self.cfg.max_util)
+        if target > ceiling:
+            folding = "" if reached is None else (f"the folding optimizer's fastest folding of the space's smallest "
+                                                  f"network reaches {reached:,.0f} FPS, and ")
+            raise CodesignError(f"--target-fps {target:,.0f} is out of reach on {self.board.name}: {folding}no design "
+                                f"of the search space can exceed {ceiling:,.0f} FPS ({why}); lower --target-fps")
+        if reached is not None and target > reached:
+            self._log(f"warning: --target-fps {target:,.0f} is above {reached:,.0f} FPS, what the folding optimizer "
+                      f"reaches with the space's smallest network (the ceiling is {ceiling:,.0f} FPS); most "
+                      "candidates may be pruned")
+
     # ------------------------------------------------------------ results
     def _results(self, study) -> None:
-        from codesign.report import choose, pareto_front, plot_pareto, write_pareto
+        from codesign.report import choose, pareto_front, plot_pareto, resource_front, write_pareto
 
         t = time.perf_counter()
         self.records = study.records
         self.front = pareto_front(self.records)
-        self.choice = choose(self.records, self.cfg.target_fps, self.cfg.target_latency_us)
-        write_pareto(self.out, self.front)
+        self.choice = choose(self.records, self.cfg.target_fps, self.cfg.target_latency_us, rule=self.choose_rule,
+                             num_classes=self.space.context.num_classes)
+        write_pareto(self.out, self.front, resource_front(self.records))
         plot_pareto(self.out / "pareto.png", self.records, self.front, self.choice.record,
-                    title=f"{self._strategy_label()} on {self.cfg.dataset} / {self.board.name}")
+                    title=f"{self._strategy_label()} on {self.cfg.dataset} / {self.board.name}", floor=self.choice.floor)
         self._stage("Pareto front and plot", t)
         self.hls: dict[str, Any] = {}
         if self.choice.record is None:
@@ -290,6 +369,21 @@ class SearchRun:
             self.hls = {"skipped": "--skip-hls was given"}
         else:
             self._hls(best)
+            self._finn(best)
+
+    def _finn(self, best: Path) -> None:
+        """best/finn/: the chosen design as FINN's build_dataflow takes it (codesign export-finn), for
+        users who build with FINN; a failure here is reported, not fatal."""
+        from codesign.backend.finn_export import export_finn
+        from hw_space.design import load_design
+
+        t = time.perf_counter()
+        try:
+            export_finn(best / "model.onnx", load_design(best / "design.yaml"), self.board, best / "finn")
+            self.hls["FINN build folder"] = str(best / "finn")
+        except CodesignError as exc:
+            self.hls["FINN export"] = f"not written: {exc}"
+        self._stage("FINN export (best/finn)", t)
 
     def _best_model(self, best: Path) -> None:
         """best/design.yaml, model.pt (the kept checkpoint, or retrained with the same seed and budget),
@@ -332,9 +426,11 @@ class SearchRun:
                     shutil.rmtree(folder, ignore_errors=True)
 
     def _hls(self, best: Path) -> None:
-        """Emit the HLS project of the chosen design and C-simulate it, through the backend's CLI."""
+        """Emit the HLS project of the chosen design and C-simulate it, through the backend's CLI;
+        best/verify.json gets the verdict, or an `error` field when there is none."""
         hls = best / "hls"
         cmd = [sys.executable, "-m", "codesign"]
+        (best / "verify.json").unlink(missing_ok=True)
         t = time.perf_counter()
         if hls.exists():
             shutil.rmtree(hls)
@@ -345,9 +441,8 @@ class SearchRun:
         if emit.returncode != 0:
             why = _error_text(emit.stderr) or f"exit code {emit.returncode}"
             if "invalid choice" in emit.stderr:
-                self.hls = {"skipped": f"the HLS backend is not available in this installation (`codesign emit`: {why})"}
-            else:
-                self.hls = {"failed": f"`codesign emit` failed: {why}"}
+                why = f"the HLS backend is not available in this installation ({why})"
+            self._no_verdict(best, f"`codesign emit` failed: {why}", emit.returncode, "emit")
             return
         t = time.perf_counter()
         verify = subprocess.run(cmd + ["verify", str(hls), "--json"], capture_output=True, text=True)
@@ -355,17 +450,30 @@ class SearchRun:
         try:
             verdict = json.loads(verify.stdout)
         except ValueError:
-            why = _error_text(verify.stderr) or f"exit code {verify.returncode}"
-            self.hls = {"failed": f"`codesign verify` gave no verdict: {why}"}
+            verdict = None
+        if not isinstance(verdict, dict) or "error" in verdict or "bit_exact" not in verdict:
+            why = (verdict or {}).get("error") if isinstance(verdict, dict) else None
+            why = why or _error_text(verify.stderr) or f"exit code {verify.returncode}"
+            self._no_verdict(best, f"`codesign verify` could not build or run the C-simulation "
+                                   f"(exit code {verify.returncode}): {why}", verify.returncode, "verify")
             return
         from hw_space.design import atomic_write_text
 
         atomic_write_text(best / "verify.json", json.dumps(verdict, indent=2) + "\n")
         self.hls = _verdict_summary(verdict, verify.returncode)
 
+    def _no_verdict(self, best: Path, why: str, exit_code: int, stage: str) -> None:
+        """Record a failed HLS step: self.hls and best/verify.json say why there is no verdict."""
+        from hw_space.design import atomic_write_text
+
+        self.hls = {"failed": why}
+        atomic_write_text(best / "verify.json", json.dumps({"error": why, "exit_code": exit_code, "stage": stage},
+                                                           indent=2) + "\n")
+
     # ------------------------------------------------------------ report
-    def _report(self, study, total: float) -> None:
-        from codesign.report import RunSummary, pruning_stats, write_report
+    def _report(self, study, total: float) -> bool:
+        """Write report.md and print the summary; the last line is the run's outcome. True when it succeeded."""
+        from codesign.report import RunSummary, outcome, pruning_stats, write_report
 
         self.stages["total"] = total
         nn = len(self.space.nn_positions)
@@ -387,7 +495,15 @@ class SearchRun:
                   f"LUT {rec.estimate['resources']['LUT']:,} -> {self.out / 'best' / 'design.yaml'}")
         hls = self.hls.get("skipped") or self.hls.get("failed") or f"C-simulation {self.hls.get('verdict')}"
         print(f"HLS: {hls}")
+        for warning in self.hls.get("warnings", []):
+            print(f"HLS warning: {warning}")
         print(f"report: {self.out / 'report.md'}")
+        ok, text = outcome(self.choice, self.hls)
+        if ok:
+            print(f"OK: {text}; run folder {self.out}", flush=True)
+        else:
+            print(f"FAILED: {text}; see {self.out / 'report.md'}", flush=True)
+        return ok
 
 
 def _error_text(text: str) -> str:
@@ -404,12 +520,85 @@ def _verdict_summary(verdict: Any, returncode: int) -> dict[str, Any]:
     if not isinstance(verdict, dict):
         return {"verdict": "unknown", "raw": str(verdict)[:200]}
     exact = verdict.get("bit_exact")
-    out = {"verdict": "PASS (bit-exact)" if exact else ("FAIL (not bit-exact)" if exact is False else "unknown")}
+    out: dict[str, Any] = {"verdict": "PASS (bit-exact)" if exact is True else
+                           ("FAIL (not bit-exact)" if exact is False else "unknown"), "bit_exact": exact is True}
     for key in ("samples", "mismatches", "argmax_agreement", "label_accuracy", "compile_seconds", "run_seconds"):
         if key in verdict:
             out[key] = verdict[key]
     if verdict.get("problems"):
         out["problems"] = "; ".join(map(str, verdict["problems"]))[:500]
+    if verdict.get("warnings"):
+        out["warnings"] = [str(w) for w in verdict["warnings"]]
     if returncode not in (0, 1):
         out["exit_code"] = returncode
     return out
+
+
+# ---------------------------------------------------------------- --target-fps reachability (issue 10)
+
+def fps_ceiling(space, board) -> tuple[float, str]:
+    """An upper bound of the FPS any design of the space reaches on the board (cost model), and why.
+
+    Every frame takes at least (a) one cycle per output pixel of the network's first layer - a
+    dataflow MVAU takes MH/PE * MW/SIMD >= 1 cycles per output pixel, the tiled engine k^2 cycles per
+    pixel of each tile - and (b) the cycles to read the frame through the input port, C*H*W elements
+    packed port // input_bits to a word (the board's AXI width; at least 64 bits, the tiled engine's
+    input port, when the space has the tiled template). The II is at least the larger, so FPS <=
+    clock / max(a, b) for every network, folding and memory style."""
+    import math
+
+    ctx = space.context
+    clock = float(ctx.clock_mhz or board.clock_mhz)
+    port = max(board.axi_width, 64) if "tiled" in space.templates.values else board.axi_width
+    io = math.ceil(ctx.channels * ctx.height * ctx.width / max(1, port // space.input_bits))
+    pixels, first = None, ""
+    index = {d.name: i for i, d in enumerate(space.decisions)}
+    base = _smallest_tokens(space)
+    for n in sorted(set(space.conv_blocks.values)):
+        for k in (range(len(space.kernel.values)) if n else [0]):
+            tokens = list(base)
+            tokens[index["conv_blocks"]] = list(space.conv_blocks.values).index(n)
+            if n:
+                tokens[index["conv0.kernel"]] = k
+            net = space.decode(tokens).network
+            shape = net.shapes()[0][1]
+            p = shape.height * shape.width if net.layers[0].type == "conv" else 1
+            if pixels is None or p < pixels:
+                pixels, first = p, (f"{shape.height}x{shape.width} first conv" if p > 1 else "first (dense) layer")
+    pixels = pixels or 1
+    cycles = max(io, pixels)
+    compute = f"one per output pixel of the {first}"
+    enter = (f"entering the {ctx.channels}x{ctx.height}x{ctx.width} {space.input_bits}-bit input through the "
+             f"{port}-bit port")
+    why = (f"at {clock:g} MHz a frame takes at least {cycles:,} cycles, "
+           + (f"{compute}; {enter} takes {io:,}" if pixels >= io else f"{enter}; {compute} takes {pixels:,}"))
+    return clock * 1e6 / cycles, why
+
+
+def _smallest_tokens(space) -> list[int]:
+    """Tokens of the space's smallest network: the least of every numeric network decision (bits,
+    channels, kernels, layers; no pooling), the dataflow template when the space has it."""
+    tokens = []
+    for d in space.decisions:
+        values = list(d.choices)
+        if d.name == "template":
+            tokens.append(values.index("dataflow") if "dataflow" in values else 0)
+        elif all(isinstance(v, (int, float)) for v in values):
+            tokens.append(min(range(len(values)), key=lambda i: values[i]))
+        else:
+            tokens.append(0)
+    return tokens
+
+
+def folded_fps(space, board, max_util: float) -> float | None:
+    """FPS of `hw_space.folding.fold` (no target: the fastest folding that fits) of the space's
+    smallest network, or None when it does not fit the board. A reachable figure, not a bound."""
+    from hw_space.folding import fold
+    from hw_space.model import CostModel
+
+    design = space.decode(_smallest_tokens(space))
+    try:
+        folded = fold(design, board, max_util=max_util)
+    except CodesignError:
+        return None
+    return float(CostModel(folded.network, board, folded.hardware.clock_mhz, max_util).evaluate_designs([folded]).fps[0])

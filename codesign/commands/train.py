@@ -9,7 +9,8 @@ import sys
 import time
 from pathlib import Path
 
-from hw_space.errors import CodesignError
+from codesign.cli_args import finite_float
+from hw_space.files import check_output_folder
 
 NAME = "train"
 HELP = "quantization-aware training of a design's network (Brevitas) -> checkpoint + QONNX"
@@ -23,8 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--download", action="store_true", help="download the dataset into --data-dir first")
     parser.add_argument("--epochs", type=int, help="training epochs (default 15)")
     parser.add_argument("--batch-size", type=int, help="batch size (default 64)")
-    parser.add_argument("--lr", type=float, help="Adam peak learning rate (default 2e-2 if any 1-bit layer, else 3e-3)")
-    parser.add_argument("--subset", type=float, help="fraction of the training set to use (default 1.0)")
+    parser.add_argument("--lr", type=finite_float, help="Adam peak learning rate (default 2e-2 if any 1-bit layer, else 3e-3)")
+    parser.add_argument("--subset", type=finite_float, help="fraction of the training set to use (default 1.0)")
     parser.add_argument("--patience", type=int,
                         help="early-stopping patience in epochs on a validation split (default 0: off)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
@@ -57,18 +58,19 @@ def _progress_printer(total: int):
 
 def run(args: argparse.Namespace) -> int:
     from hw_space.design import atomic_write_text, load_design, save_design
+
+    design = load_design(args.design)
+    out = Path(args.out)
+    check_output_folder(out)  # before torch is imported and long before training: an unwritable --out fails now
+
     from quant.checkpoint import save_checkpoint
     from quant.data import check_design_matches, dataset_info, load_dataset
     from quant.export import export_qonnx, save_test_data
     from quant.train import default_lr, train
 
-    design = load_design(args.design)
     network = design.network
     check_design_matches(network, dataset_info(args.dataset))  # before any slow loading
     budget = _budget_from(args)
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise CodesignError(f"--out {out} exists and is not a folder")
     data = load_dataset(args.dataset, data_dir=args.data_dir, download=args.download)
     check_design_matches(network, data)
     print(f"training {args.design} on {data.name}: {len(data.y_train)} train / {len(data.y_test)} test samples, "

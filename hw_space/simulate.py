@@ -1,0 +1,731 @@
+"""Cycle-level simulation of the stream schedule of a dataflow design, and FIFO depths from it.
+
+Every kernel the HLS writer emits (hls_templates/kernels.h.j2) is one pipelined loop with II=1: one
+iteration per cycle unless it is blocked, at most one read and one write per iteration. Which
+iterations read and which write follows from the loop structure alone (the idea of FINN's
+characteristic functions, FINN PR #1185); `kernel_schedule` reproduces them per frame as two boolean
+arrays. `run_chain` plays the kernels as a chain with bounded FIFOs, frame after frame:
+
+* an iteration that reads needs its input FIFO non-empty at the start of the cycle, one that writes
+  needs its output FIFO below its depth at the start of the cycle; FIFO updates apply at the end of
+  the cycle (a word written in cycle t is read in t + 1 at the earliest; depth 2 sustains a word per
+  cycle, depth 1 one every other cycle);
+* each kernel runs its next iteration in the first cycle where both hold (no pipeline latency inside
+  a kernel) and restarts its loop for the next frame at once;
+* the source (the DMA feeding the input adapter) always has data, unless paced at one frame per
+  `pace` cycles; the sink (the DMA taking the output) always accepts.
+
+The simulation is exact for these rules but does not step cycle by cycle. An iteration that neither
+reads nor writes always proceeds, so only reading or writing iterations are events, and the cycle of
+an event is max(previous event + iterations in between, the producer's write of the word + 1, the
+consumer's read that freed the slot + 1): the first cycle in which the cycle-by-cycle rules let it
+run. Events are resolved in dependency order (a kernel advances while the words and free slots it
+needs are known), so the cost is proportional to the words a design moves, not to its cycles.
+
+`size_fifos` picks the depths. (1) The chain paced at the analytical II with unbounded FIFOs (a
+vectorized max-plus scan) gives the occupancy each FIFO reaches when its producer writes; depth =
+that + 1 (at least 2) lets that very schedule run with bounded FIFOs, so the greedy bounded run can
+only be earlier. (2) A bounded run with the source at full speed checks the depths (no deadlock,
+every frame interval within 1 % of the analytical II). (3) The producer of such a run often only
+runs ahead of a slower consumer, so the depths are bisected, all at once, over the depths where the
+cost of the FIFO changes (registers, SRL, BRAM18 steps): a probe that keeps the frame interval keeps
+the lower halves, one that does not blames the FIFOs whose full slots lie on its critical path.
+"""
+
+from __future__ import annotations
+
+import time
+from bisect import bisect_right
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+from hw_space.boards import Board
+from hw_space.design import Design
+from hw_space.errors import CodesignError
+from hw_space.layers import Fifo
+from hw_space.model import BatchResult, CostModel
+
+DEFAULT_FRAMES = 3
+MIN_DEPTH = 2  # the smallest depth that sustains one word per cycle (Vitis HLS's default stream depth)
+II_TOLERANCE = 0.01  # the sized depths must reach the analytical II within this fraction
+SHRINK_PROBES = 24  # bounded simulations the shrinking step of size_fifos may run
+
+KERNEL_KINDS = ("io", "dwc", "swg", "mvau", "pool_rows", "pool")
+READ, WRITE = 1, 2
+
+
+# ---------------------------------------------------------------- per-kernel schedules
+
+@dataclass(frozen=True)
+class KernelSchedule:
+    """The (reads, writes) flags of every iteration of one frame of a kernel's loop."""
+
+    name: str
+    kind: str
+    reads: np.ndarray  # bool (iterations,)
+    writes: np.ndarray  # bool (iterations,)
+
+    @property
+    def iterations(self) -> int:
+        return len(self.reads)
+
+    @property
+    def words_in(self) -> int:
+        return int(np.count_nonzero(self.reads))
+
+    @property
+    def words_out(self) -> int:
+        return int(np.count_nonzero(self.writes))
+
+
+def _frozen(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
+    for a in arrays:
+        a.setflags(write=False)
+    return arrays
+
+
+@lru_cache(maxsize=256)
+def gearbox_flags(total: int, n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
+    """The gearbox kernel (I/O adapters and width converters): `total` elements from words of n_in
+    to words of n_out. Its loop, iteration by iteration: read a word when `left > 0 && have < OUT`,
+    write one when `have >= OUT || (left == 0 && have > 0)`."""
+    total, n_in, n_out = int(total), max(int(n_in), 1), max(int(n_out), 1)
+    reads: list[bool] = []
+    writes: list[bool] = []
+    have, left = 0, total
+    while left > 0 or have > 0:
+        r = left > 0 and have < n_out
+        if r:
+            n = min(left, n_in)
+            have, left = have + n, left - n
+        w = have >= n_out or (left == 0 and have > 0)
+        if w:
+            have = max(have - n_out, 0)
+        reads.append(r)
+        writes.append(w)
+    return _frozen(np.array(reads, dtype=bool), np.array(writes, dtype=bool))
+
+
+@lru_cache(maxsize=256)
+def sliding_window_flags(h: int, w: int, c: int, k: int, stride: int, pad: int, simd: int) -> tuple[np.ndarray, np.ndarray]:
+    """The sliding-window generator on the PADDED map h x w (`pad` on every side), c channels, a
+    k x k kernel, SIMD channels per word. A fill phase of k padded rows, then one phase per output
+    row, max(OW*K*K*CF, S*WP*CF) iterations each: it reads the next `stride` padded rows (a read on
+    real pixels only; padding slots take an iteration but read nothing) while it emits the row's
+    windows in the first OW*K*K*CF iterations."""
+    cf = c // simd
+    row = w * cf  # read slots per padded row
+    oh = (h - k) // stride + 1
+    ow = (w - k) // stride + 1
+    fill = k * row
+    emit = ow * k * k * cf
+    phase = max(emit, stride * row)
+    t = np.arange(fill + oh * phase, dtype=np.int64)
+    q = np.where(t < fill, -1, (t - fill) // phase)  # phase of the iteration (-1: the fill)
+    p = np.where(t < fill, t, (t - fill) % phase)  # iteration within the phase
+    # phase q may read rows up to limit(q) = min(K + (q + 1) * S, HP); it starts where q - 1 stopped
+    limit_hi = np.minimum(k + (q + 1) * stride, h)
+    limit_lo = np.where(q < 0, 0, np.minimum(k + q * stride, h))
+    slot_read = np.where(q < 0, True, p < (limit_hi - limit_lo) * row)
+    slot = np.cumsum(slot_read) - 1  # padded-map slot (row, column, channel fold) of each read
+    r_row, r_col = slot // row, (slot % row) // cf
+    real = (r_row >= pad) & (r_row < h - pad) & (r_col >= pad) & (r_col < w - pad)
+    return _frozen(slot_read & real, (q >= 0) & (p < emit))
+
+
+@lru_cache(maxsize=256)
+def mvau_flags(mw: int, mh: int, reps: int, pe: int, simd: int, cycles: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The MVAU: REPS * NF * SF iterations (SF = MW/SIMD, NF = MH/PE); reads a word while nf == 0,
+    writes one when sf == SF - 1. With `cycles` above that count (weights streamed from external
+    memory, slower than the compute loop) the iterations are spread evenly over `cycles`."""
+    sf, nf = mw // simd, mh // pe
+    t = np.arange(reps * nf * sf, dtype=np.int64)
+    reads = (t // sf) % nf == 0
+    writes = t % sf == sf - 1
+    if cycles is not None and cycles > len(t):
+        at = (t * cycles) // max(len(t), 1)
+        r, w = np.zeros(cycles, dtype=bool), np.zeros(cycles, dtype=bool)
+        r[at], w[at] = reads, writes
+        reads, writes = r, w
+    return _frozen(reads, writes)
+
+
+@lru_cache(maxsize=256)
+def max_pool_axis_flags(outer: int, n: int, inner: int, k: int, stride: int) -> tuple[np.ndarray, np.ndarray]:
+    """One max-pool pass (max_pool_axis): OUTER * N * INNER iterations, a read in each, a write when
+    position n closes a window (n = start + K - 1, start a multiple of S, start / S < ON)."""
+    on = (n - k) // stride + 1
+    t = np.arange(outer * n * inner, dtype=np.int64)
+    start = (t // inner) % n - k + 1
+    writes = (start >= 0) & (start % stride == 0) & (start // stride < on)
+    return _frozen(np.ones(len(t), dtype=bool), writes)
+
+
+def _at(value: Any, index: int = 0) -> int:
+    """Entry `index` of a per-design array (or the scalar itself)."""
+    a = np.asarray(value).reshape(-1)
+    return int(a[index] if a.size > 1 else a[0])
+
+
+def kernel_schedule(stage, index: int = 0) -> KernelSchedule:
+    """The per-frame schedule of one kernel stage of a BatchResult (design `index` of the batch)."""
+    d = {key: (v if isinstance(v, str) else _at(v, index)) for key, v in stage.detail.items()}
+    kind = stage.kind
+    if kind == "io":
+        if stage.name == "output":
+            flags = gearbox_flags(d["total"], d["elems"], d["per_word"])
+        else:
+            flags = gearbox_flags(d["total"], d["per_word"], d["elems"])
+    elif kind == "dwc":
+        flags = gearbox_flags(d["total"], d["in_elems"], d["out_elems"])
+    elif kind == "swg":
+        flags = sliding_window_flags(d["h"], d["w"], d["c"], d["k"], d["stride"], d["pad"], d["simd"])
+    elif kind == "mvau":
+        flags = mvau_flags(d["mw"], d["mh"], d["reps"], d["pe"], d["simd"], _at(stage.cycles, index))
+    elif kind in ("pool_rows", "pool"):
+        flags = max_pool_axis_flags(d["outer"], d["n"], d["inner"], d["k"], d["stride"])
+    else:
+        raise ValueError(f"{stage.name}: stage kind {kind!r} is not a stream kernel")
+    return KernelSchedule(stage.name, kind, *flags)
+
+
+# ---------------------------------------------------------------- the chain
+
+@dataclass
+class Chain:
+    """The active kernels of one design in stream order and the FIFO between each pair."""
+
+    kernels: list[KernelSchedule]
+    fifo_names: list[str]  # FIFO i sits between kernels i and i + 1
+    fifo_widths: list[int]
+    fifo_stage: list[int]  # index of FIFO i among all FIFO stages of the BatchResult (active or not)
+    n_fifo_stages: int
+    model_depths: list[int]  # the depths the BatchResult priced, per active FIFO
+    analytical_ii: int
+    clock_mhz: float
+    cycles: list[int]  # the model's cycles of each kernel
+
+    def stage_depths(self, depths: list[int]) -> list[int]:
+        """Per-active-FIFO values -> one per FIFO stage of the model (inactive ones 0)."""
+        out = [0] * self.n_fifo_stages
+        for i, d in zip(self.fifo_stage, depths):
+            out[i] = int(d)
+        return out
+
+    def active_depths(self, depths) -> list[int]:
+        """One depth per FIFO stage of the model (its fifo_depths row) -> per active FIFO."""
+        depths = [int(d) for d in np.asarray(depths).reshape(-1)]
+        if len(depths) != self.n_fifo_stages:
+            raise CodesignError(f"{len(depths)} FIFO depths given; the design has {self.n_fifo_stages} FIFO stages")
+        out = [depths[i] for i in self.fifo_stage]
+        bad = [name for name, d in zip(self.fifo_names, out) if d < 1]
+        if bad:
+            raise CodesignError(f"FIFO depth below 1 for {', '.join(bad)}; allowed: 1 word or more")
+        return out
+
+
+_TILED = "simulate: the tiled template runs layer after layer and has no stream FIFOs; use a dataflow design"
+
+
+def build_chain(result: BatchResult, index: int = 0) -> Chain:
+    """The chain of design `index` of a dataflow BatchResult (kernels, each followed by its FIFO)."""
+    kernels: list[KernelSchedule] = []
+    cycles: list[int] = []
+    names, widths, stage_idx, model_depths = [], [], [], []
+    fifo_count = 0
+    pending_fifo = False  # the last kernel's FIFO is still to come
+    for st in result.stages:
+        active = bool(_at(st.active, index))
+        if st.kind == "fifo":
+            if active:
+                if not pending_fifo:
+                    raise ValueError(f"{st.name}: a FIFO that no kernel writes")
+                names.append(st.name)
+                widths.append(_at(st.width, index))
+                stage_idx.append(fifo_count)
+                model_depths.append(_at(st.detail["depth"], index))
+                pending_fifo = False
+            fifo_count += 1
+        elif st.kind in ("tiled", "engine"):
+            raise CodesignError(_TILED)
+        elif st.kind in KERNEL_KINDS and active:
+            if pending_fifo:
+                raise ValueError(f"{st.name}: no FIFO between it and {kernels[-1].name}")
+            kernels.append(kernel_schedule(st, index))
+            cycles.append(_at(st.cycles, index))
+            pending_fifo = True
+    if len(kernels) < 2 or len(names) != len(kernels) - 1:
+        raise ValueError("a dataflow design is a chain of kernels from the input to the output, a FIFO after each")
+    for a, b in zip(kernels[:-1], kernels[1:]):
+        if a.words_out != b.words_in:
+            raise ValueError(f"{a.name} writes {a.words_out} words per frame, {b.name} reads {b.words_in}")
+    return Chain(kernels, names, widths, stage_idx, fifo_count, model_depths, _at(result.ii_cycles, index),
+                 float(result.clock_mhz), cycles)
+
+
+# ---------------------------------------------------------------- running the chain
+
+@dataclass
+class ChainRun:
+    """What a run produced: the cycle of every read and write of every kernel."""
+
+    read_times: list  # per kernel, ascending cycles of its reads
+    write_times: list  # per kernel, ascending cycles of its writes
+    done: list[bool]  # the kernel ran all its iterations of all frames
+    stall_read: list[int]  # cycles each kernel waited for an input word
+    stall_write: list[int]  # cycles each kernel waited for a free slot
+    frames: int
+    events_done: list[int]  # reading or writing iterations each kernel ran
+    pace: int | None = None
+
+    @property
+    def deadlock(self) -> bool:
+        return not all(self.done)
+
+
+def _events(ks: KernelSchedule, frames: int) -> tuple[np.ndarray, np.ndarray]:
+    """(iteration, kind) of every reading or writing iteration of `frames` frames back to back;
+    iterations count from the first frame's first one, kind = READ | WRITE bits."""
+    kind = ks.reads.astype(np.int64) * READ + ks.writes.astype(np.int64) * WRITE
+    at = np.flatnonzero(kind)
+    its = (np.arange(frames, dtype=np.int64)[:, None] * ks.iterations + at[None, :]).reshape(-1)
+    return its, np.tile(kind[at], frames)
+
+
+def _source(kernels: list[KernelSchedule], frames: int, pace: int | None) -> np.ndarray:
+    """The source as a producer: the cycle 'before' the first in which each input word can be read
+    (frame f's word j at cycle f * pace + j; unpaced: from cycle 0)."""
+    rpf = kernels[0].words_in
+    if pace is None:
+        return np.full(frames * rpf, -1, dtype=np.int64)
+    return ((np.arange(frames, dtype=np.int64)[:, None] * int(pace)) + np.arange(rpf)[None, :]).reshape(-1) - 1
+
+
+def run_chain(kernels: list[KernelSchedule], depths: list[int | None], frames: int = DEFAULT_FRAMES,
+              pace: int | None = None) -> ChainRun:
+    """Play `frames` frames through the chain. depths[i]: the depth of the FIFO between kernels i and
+    i + 1 (None: unbounded). pace: the source delivers frame f's word j at cycle f * pace + j (None:
+    whenever asked). Deadlock (no kernel can move, frames left) ends the run with done False."""
+    K = len(kernels)
+    if len(depths) != K - 1:
+        raise ValueError(f"{K} kernels need {K - 1} FIFO depths, got {len(depths)}")
+    if any(d is not None and d < 1 for d in depths):
+        raise ValueError("FIFO depths must be 1 or more")
+    events = [_events(ks, frames) for ks in kernels]
+    ev_it = [e[0].tolist() for e in events]
+    ev_kind = [e[1].tolist() for e in events]
+    D = [0 if d is None else int(d) for d in depths] + [0]  # 0: never full (the sink too)
+    R: list[list[int]] = [[] for _ in range(K)]
+    W: list[list[int]] = [[] for _ in range(K)]
+    source = _source(kernels, frames, pace).tolist()
+    sink: list[int] = []
+    # per kernel: its events, the write times of the words it reads (producer's or the source's),
+    # the read times that free its slots (consumer's), its output depth, its own read and write
+    # times; and its state: next event, cycle and iteration of the last one, stall cycles
+    static = [(ev_it[k], ev_kind[k], len(ev_it[k]), W[k - 1] if k > 0 else source, R[k + 1] if k < K - 1 else sink,
+               D[k], R[k], W[k]) for k in range(K)]
+    state = [[0, -1, -1, 0, 0] for _ in range(K)]
+    never = 1 << 62
+    queued = [True] * K
+    stack = list(range(K - 1, -1, -1))
+    pop, push = stack.pop, stack.append
+    while stack:
+        k = pop()
+        queued[k] = False
+        its, kinds, M, Wp, Rc, d, Rk, Wk = static[k]
+        st = state[k]
+        m, lt, li, sr, sw = st
+        if m >= M:
+            continue
+        nr0 = nr = len(Rk)
+        nw0 = nw = len(Wk)
+        ra = len(Wp)  # words this kernel may read until a neighbour moves
+        wa = len(Rc) + d if d else never  # words it may write until then
+        while m < M:
+            it = its[m]
+            kd = kinds[m]
+            t = lt + it - li
+            if kd == 1:
+                if nr >= ra:
+                    break
+                a = Wp[nr] + 1
+                if a > t:
+                    sr += a - t
+                    t = a
+                Rk.append(t)
+                nr += 1
+            elif kd == 2:
+                if nw >= wa:
+                    break
+                if d and nw >= d:
+                    a = Rc[nw - d] + 1
+                    if a > t:
+                        sw += a - t
+                        t = a
+                Wk.append(t)
+                nw += 1
+            else:
+                if nr >= ra or nw >= wa:
+                    break
+                a = Wp[nr] + 1
+                if a > t:
+                    sr += a - t
+                    t = a
+                if d and nw >= d:
+                    a = Rc[nw - d] + 1
+                    if a > t:
+                        sw += a - t
+                        t = a
+                Rk.append(t)
+                Wk.append(t)
+                nr += 1
+                nw += 1
+            lt = t
+            li = it
+            m += 1
+        st[0], st[1], st[2], st[3], st[4] = m, lt, li, sr, sw
+        if nr > nr0 and k > 0 and not queued[k - 1]:
+            queued[k - 1] = True
+            push(k - 1)
+        if nw > nw0 and k < K - 1 and not queued[k + 1]:
+            queued[k + 1] = True
+            push(k + 1)
+    pos = [st[0] for st in state]
+    done = [pos[k] >= len(ev_it[k]) for k in range(K)]
+    return ChainRun(R, W, done, [st[3] for st in state], [st[4] for st in state], frames, pos, pace)
+
+
+def run_unbounded(kernels: list[KernelSchedule], frames: int = DEFAULT_FRAMES, pace: int | None = None) -> ChainRun:
+    """`run_chain` with every FIFO unbounded, vectorized: nothing waits for a consumer, so a kernel's
+    schedule follows from its producer's alone, event m at cycle
+    it_m + max(0, max over m' <= m of (arrival of the word read at m' - it_m'))."""
+    prev_w = _source(kernels, frames, pace)
+    R, W, stalls, n_events = [], [], [], []
+    for ks in kernels:
+        its, kinds = _events(ks, frames)
+        r, w = (kinds & READ) > 0, (kinds & WRITE) > 0
+        a = np.zeros(len(its), dtype=np.int64)
+        a[r] = prev_w + 1 - its[r]
+        t = its + np.maximum.accumulate(np.maximum(a, 0)) if len(its) else its
+        R.append(t[r])
+        W.append(t[w])
+        stalls.append(int(t[-1] - its[-1]) if len(its) else 0)
+        n_events.append(len(its))
+        prev_w = t[w]
+    return ChainRun(R, W, [True] * len(kernels), stalls, [0] * len(kernels), frames, n_events, pace)
+
+
+# ---------------------------------------------------------------- reading a run
+
+def fifo_occupancy(run: ChainRun, i: int) -> tuple[int, int]:
+    """(most words FIFO i holds at the start of a cycle in which its producer writes, most words it
+    holds at the end of any cycle) in a run."""
+    w = np.asarray(run.write_times[i], dtype=np.int64)
+    r = np.asarray(run.read_times[i + 1], dtype=np.int64)
+    if len(w) == 0:
+        return 0, 0
+    idx = np.arange(len(w), dtype=np.int64)
+    at_write = idx - np.searchsorted(r, w, side="left")
+    held = idx + 1 - np.searchsorted(r, w, side="right")
+    return int(at_write.max()), int(held.max())
+
+
+@dataclass
+class Timeline:
+    """Per-event view of one kernel in a run: its cycle and the three lower bounds it obeyed."""
+
+    t: np.ndarray
+    seq: np.ndarray  # previous event + iterations in between
+    data: np.ndarray  # the producer's write of the word read + 1 (-1: no read)
+    room: np.ndarray  # the consumer's read that freed the slot + 1 (-1: no write into a full FIFO)
+    ridx: np.ndarray  # read number of each event (-1: none)
+    widx: np.ndarray  # write number of each event (-1: none)
+    read_event: np.ndarray  # event index of each read
+    write_event: np.ndarray  # event index of each write
+
+
+def timelines(kernels: list[KernelSchedule], run: ChainRun, depths: list[int | None]) -> list[Timeline]:
+    """Every event's cycle in `run` and the bounds of the rule cycle = max(seq, data, room)."""
+    K = len(kernels)
+    source = _source(kernels, run.frames, run.pace)
+    out = []
+    for k, ks in enumerate(kernels):
+        its, kinds = _events(ks, run.frames)
+        n = run.events_done[k]
+        its, kinds = its[:n], kinds[:n]
+        r, w = (kinds & READ) > 0, (kinds & WRITE) > 0
+        ridx, widx = np.cumsum(r) - 1, np.cumsum(w) - 1
+        reads = np.asarray(run.read_times[k], dtype=np.int64)
+        writes = np.asarray(run.write_times[k], dtype=np.int64)
+        t = np.zeros(n, dtype=np.int64)
+        t[r] = reads[ridx[r]]
+        t[~r] = writes[widx[~r]]
+        seq = np.empty_like(t)
+        if n:
+            seq[0] = its[0]
+            seq[1:] = t[:-1] + np.diff(its)
+        prod = np.asarray(run.write_times[k - 1], dtype=np.int64) if k > 0 else source
+        data = np.full(n, -1, dtype=np.int64)
+        data[r] = prod[ridx[r]] + 1
+        room = np.full(n, -1, dtype=np.int64)
+        d = depths[k] if k < K - 1 else None
+        if d:
+            cons = np.asarray(run.read_times[k + 1], dtype=np.int64)
+            full = w & (widx >= d)
+            room[full] = cons[widx[full] - d] + 1
+        out.append(Timeline(t, seq, data, room, np.where(r, ridx, -1), np.where(w, widx, -1), np.flatnonzero(r),
+                            np.flatnonzero(w)))
+    return out
+
+
+def critical_fifos(kernels: list[KernelSchedule], run: ChainRun, depths: list[int | None],
+                   since: int = 0, max_steps: int = 1 << 21) -> dict[int, int]:
+    """Walk back the critical path of the output's last write: from an event to the constraint that
+    set its cycle (its kernel's latest stall before it, then the producer's write it waited for or
+    the consumer's read that freed its slot). Returns, for every FIFO whose full slot delayed an
+    event of the path at cycle `since` or later, the cycles of delay it caused there."""
+    tl = timelines(kernels, run, depths)
+    stalled = [np.flatnonzero(x.t > x.seq).tolist() for x in tl]
+    t_, seq_, data_ = [x.t.tolist() for x in tl], [x.seq.tolist() for x in tl], [x.data.tolist() for x in tl]
+    ridx_, widx_ = [x.ridx.tolist() for x in tl], [x.widx.tolist() for x in tl]
+    rev_, wev_ = [x.read_event.tolist() for x in tl], [x.write_event.tolist() for x in tl]
+    delay: dict[int, int] = {}
+    k = len(kernels) - 1
+    m = len(t_[k]) - 1
+    for _ in range(max_steps):
+        j = bisect_right(stalled[k], m) - 1
+        if j < 0:  # the kernel ran back to back from its first iteration
+            break
+        m = stalled[k][j]
+        t = t_[k][m]
+        if t < since:
+            break
+        if data_[k][m] == t:  # waited for a word
+            if k == 0:  # from the source
+                break
+            k, m = k - 1, wev_[k - 1][ridx_[k][m]]
+        else:  # waited for room in its output FIFO
+            delay[k] = delay.get(k, 0) + t - max(seq_[k][m], data_[k][m])
+            k, m = k + 1, rev_[k + 1][widx_[k][m] - int(depths[k])]
+    return delay
+
+
+# ---------------------------------------------------------------- results
+
+@dataclass
+class SimResult:
+    """Simulated figures of one design. ii_cycles is the interval between the last two frames at the
+    output; latency_cycles runs from the input's first read of frame 0 to the output's last write of
+    frame 0, both cycles included. Both are None when a deadlock stopped the run first. depths and
+    max_occupancy have one entry per FIFO stage of the model in stream order (inactive FIFOs 0);
+    max_occupancy is the most words a FIFO held at the end of a cycle."""
+
+    ii_cycles: int | None
+    latency_cycles: int | None
+    frames: int
+    deadlock: bool
+    depths: list[int]
+    max_occupancy: list[int]
+    analytical_ii: int
+    clock_mhz: float
+    fifos: list[dict[str, Any]] = field(default_factory=list)  # active FIFOs: name, width, depth, max_occupancy
+    stalls: dict[str, dict[str, int]] = field(default_factory=dict)  # per kernel: cycles waiting to read / write
+    frame_done: list[int] = field(default_factory=list)  # cycle of the output's last write of each frame
+    elapsed_s: float = 0.0
+    runs: int = 1  # bounded simulations behind this result (size_fifos: the probes)
+
+    @property
+    def latency_us(self) -> float | None:
+        return None if self.latency_cycles is None else self.latency_cycles / self.clock_mhz
+
+    @property
+    def ii_error(self) -> float | None:
+        """(simulated - analytical) / analytical II."""
+        return None if self.ii_cycles is None else (self.ii_cycles - self.analytical_ii) / max(self.analytical_ii, 1)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"analytical_ii_cycles": self.analytical_ii, "ii_cycles": self.ii_cycles,
+                "latency_cycles": self.latency_cycles, "latency_us": self.latency_us, "clock_mhz": self.clock_mhz,
+                "deadlock": self.deadlock, "frames": self.frames, "fifos": self.fifos, "depths": self.depths,
+                "max_occupancy": self.max_occupancy, "frame_done": self.frame_done, "stalls": self.stalls,
+                "runs": self.runs, "elapsed_s": self.elapsed_s}
+
+
+def _result(chain: Chain, run: ChainRun, depths: list[int], started: float) -> SimResult:
+    out = run.write_times[-1]
+    per_frame = chain.kernels[-1].words_out
+    frame_done = [int(out[(f + 1) * per_frame - 1]) for f in range(run.frames) if (f + 1) * per_frame <= len(out)]
+    complete = len(frame_done) == run.frames
+    ii = frame_done[-1] - frame_done[-2] if complete and len(frame_done) >= 2 else None
+    first_read = run.read_times[0][0] if len(run.read_times[0]) else None
+    latency = frame_done[0] - int(first_read) + 1 if frame_done and first_read is not None else None
+    held = [fifo_occupancy(run, i)[1] for i in range(len(depths))]
+    fifos = [{"name": n, "width": w, "depth": int(d), "max_occupancy": o}
+             for n, w, d, o in zip(chain.fifo_names, chain.fifo_widths, depths, held)]
+    stalls = {ks.name: {"read": int(r), "write": int(w)}
+              for ks, r, w in zip(chain.kernels, run.stall_read, run.stall_write)}
+    return SimResult(ii, latency, run.frames, run.deadlock, chain.stage_depths(depths), chain.stage_depths(held),
+                     chain.analytical_ii, chain.clock_mhz, fifos, stalls, frame_done, time.perf_counter() - started)
+
+
+# ---------------------------------------------------------------- public API
+
+def design_chain(design: Design, board: Board) -> Chain:
+    """The chain of a dataflow design on a board (CodesignError for a tiled or illegal design)."""
+    if design.hardware.template != "dataflow":
+        raise CodesignError(_TILED)
+    result = CostModel(design.network, board, design.hardware.clock_mhz).evaluate_designs([design])
+    illegal = [st.rule for st in result.stages if not bool(_at(st.legal)) and st.rule]
+    if illegal:
+        raise CodesignError(f"simulate: the folding is not legal: {illegal[0]}")
+    return build_chain(result)
+
+
+def _check_frames(frames: int) -> int:
+    if int(frames) < 2:
+        raise CodesignError(f"frames: {frames} is not allowed; allowed: 2 or more (the II is the interval of the last two)")
+    return int(frames)
+
+
+def simulate_chain(chain: Chain, depths: list[int], frames: int = DEFAULT_FRAMES) -> SimResult:
+    """Simulate a chain with one depth per active FIFO, the source at full speed."""
+    return _probe(chain, list(depths), _check_frames(frames))[1]
+
+
+def simulate(design: Design, board: Board, depths=None, frames: int = DEFAULT_FRAMES) -> SimResult:
+    """Simulate `frames` frames of a dataflow design, the source at full speed. depths: one per FIFO
+    stage of the model in stream order (CostModel.evaluate_dataflow's fifo_depths row; inactive ones
+    are ignored); None: the depths the model prices by default."""
+    chain = design_chain(design, board)
+    return simulate_chain(chain, chain.model_depths if depths is None else chain.active_depths(depths), frames)
+
+
+def _acceptable(res: SimResult, target: int) -> bool:
+    """No deadlock, and no frame completes more than `target` cycles after the one before it."""
+    if res.deadlock or len(res.frame_done) < 2:
+        return False
+    return max(b - a for a, b in zip(res.frame_done, res.frame_done[1:])) <= target
+
+
+def _probe(chain: Chain, depths: list[int], frames: int) -> tuple[ChainRun, SimResult]:
+    started = time.perf_counter()
+    run = run_chain(chain.kernels, list(depths), frames)
+    return run, _result(chain, run, list(depths), started)
+
+
+def fifo_cost(width: int, depths) -> np.ndarray:
+    """A scalar price of a FIFO of `width` bits at each depth, as the cost model prices it
+    (hw_space.layers.Fifo): BRAM18 first, then LUT + FF / 2 (a slice has two flip-flops per LUT)."""
+    depths = np.asarray(depths, dtype=np.int64)
+    res = Fifo("fifo").resources(np.full(len(depths), width), depths)
+    return np.asarray(res.BRAM18) * 2_000_000 + 2 * np.asarray(res.LUT) + np.asarray(res.FF)
+
+
+def depth_levels(width: int, upper: int) -> list[int]:
+    """The depths worth trying up to `upper`, ascending: those cheaper than every deeper one (a
+    deeper FIFO for the same price or less is free slack). `upper` is always the last."""
+    if upper <= MIN_DEPTH:
+        return [upper]
+    d = np.arange(MIN_DEPTH, upper + 1, dtype=np.int64)
+    cost = fifo_cost(width, d)
+    deeper = np.minimum.accumulate(cost[::-1])[::-1]  # cheapest price at this depth or deeper
+    useful = np.append(cost[:-1] < deeper[1:], True)
+    return d[useful].tolist()
+
+
+def _shrink(chain: Chain, depths: list[int], res: SimResult, target: int, frames: int, max_probes: int,
+            deadline: float | None) -> tuple[list[int], SimResult, int]:
+    """Bisect every FIFO deeper than MIN_DEPTH over its price levels (depth_levels), all at once: a
+    probe sets each open FIFO to the middle level of its interval; if every frame interval stays
+    within `target`, each open FIFO keeps the lower half; if not, the FIFOs whose full slots delayed
+    the critical path of the probe keep the upper half (where none did, the costliest open FIFO).
+    `depths` reaches the target, and so does every vector that replaces it."""
+    levels = {i: depth_levels(chain.fifo_widths[i], d) for i, d in enumerate(depths) if d > MIN_DEPTH}
+    lo = {i: 0 for i in levels}
+    hi = {i: len(v) - 1 for i, v in levels.items()}
+    probes = 0
+    while probes < max_probes and (deadline is None or time.perf_counter() < deadline):
+        open_ = [i for i in levels if lo[i] < hi[i]]
+        if not open_:
+            break
+        mid = {i: (lo[i] + hi[i]) // 2 for i in open_}
+        trial = list(depths)
+        for i in open_:
+            trial[i] = levels[i][mid[i]]
+        probe_run, probe = _probe(chain, trial, frames)
+        probes += 1
+        if _acceptable(probe, target):
+            for i in open_:
+                hi[i] = mid[i]
+            depths, res = trial, probe
+            continue
+        blamed = [i for i in critical_fifos(chain.kernels, probe_run, trial) if i in mid]
+        if not blamed:
+            blamed = [max(open_, key=lambda i: int(fifo_cost(chain.fifo_widths[i], [trial[i]])[0]))]
+        for i in blamed:
+            lo[i] = mid[i] + 1
+    return depths, res, probes
+
+
+def size_chain(chain: Chain, frames: int = DEFAULT_FRAMES, shrink: bool = True, max_probes: int = SHRINK_PROBES,
+               budget_s: float | None = None) -> SimResult:
+    """FIFO depths of a chain (see size_fifos)."""
+    started = time.perf_counter()
+    frames = _check_frames(frames)
+    ii = chain.analytical_ii
+    paced = run_unbounded(chain.kernels, frames, pace=ii)
+    depths = [max(MIN_DEPTH, fifo_occupancy(paced, i)[0] + 1) for i in range(len(chain.fifo_names))]
+    _, res = _probe(chain, depths, frames)
+    runs = 1
+    limit = int(ii * (1 + II_TOLERANCE))
+    for _ in range(4):  # the paced schedule fits these depths; at full speed the kernels may want more
+        if _acceptable(res, limit):
+            break
+        depths = [d if d <= MIN_DEPTH else 2 * d for d in depths]
+        _, res = _probe(chain, depths, frames)
+        runs += 1
+    if shrink and _acceptable(res, limit):
+        target = max(ii, max(b - a for a, b in zip(res.frame_done, res.frame_done[1:])))
+        deadline = None if budget_s is None else time.perf_counter() + budget_s
+        depths, res, probes = _shrink(chain, depths, res, target, frames, max_probes, deadline)
+        runs += probes
+    res.runs = runs
+    res.elapsed_s = time.perf_counter() - started
+    return res
+
+
+def size_fifos(design: Design, board: Board, frames: int = DEFAULT_FRAMES, shrink: bool = True,
+               max_probes: int = SHRINK_PROBES, budget_s: float | None = None) -> SimResult:
+    """Simulated FIFO depths of a dataflow design: deep enough for the analytical II (within 1 %,
+    checked by a bounded run of `frames` frames with the source at full speed), then shrunk where a
+    FIFO's price drops and no frame interval grows (at most max_probes more runs, and budget_s
+    seconds if given; the result does not depend on the machine unless budget_s cuts it short).
+    result.depths is a fifo_depths row for CostModel.evaluate_designs; result.ii_cycles and
+    latency_cycles are simulated with those depths."""
+    return size_chain(design_chain(design, board), frames, shrink, max_probes, budget_s)
+
+
+def format_simulation(res: SimResult, title: str = "") -> str:
+    """A human-readable report: II, latency, deadlock and the FIFO table."""
+    lines = [title] if title else []
+    ii = "deadlock" if res.ii_cycles is None else f"{res.ii_cycles:,} cycles"
+    err = "" if res.ii_error is None else f" ({res.ii_error:+.2%})"
+    lines.append(f"analytical II {res.analytical_ii:,} cycles; simulated II {ii}{err}, {res.frames} frames")
+    if res.latency_cycles is None:
+        lines.append("simulated latency: frame 0 never completed")
+    else:
+        lines.append(f"simulated latency {res.latency_cycles:,} cycles = {res.latency_us:,.1f} us at {res.clock_mhz:g} MHz")
+    lines.append(f"deadlock: {'YES' if res.deadlock else 'no'}")
+    head = f"{'FIFO':<24}{'width':>8}{'depth':>8}{'max occupancy':>15}"
+    lines += [head, "-" * len(head)]
+    lines += [f"{f['name']:<24}{f['width']:>8,}{f['depth']:>8,}{f['max_occupancy']:>15,}" for f in res.fifos]
+    return "\n".join(lines)
+
+
+__all__ = ["Chain", "ChainRun", "KernelSchedule", "SimResult", "Timeline", "build_chain", "critical_fifos",
+           "depth_levels", "design_chain", "fifo_cost", "fifo_occupancy", "format_simulation", "gearbox_flags",
+           "kernel_schedule", "max_pool_axis_flags", "mvau_flags", "run_chain", "run_unbounded", "simulate",
+           "simulate_chain", "size_chain", "size_fifos", "sliding_window_flags", "timelines"]
