@@ -1,4 +1,4 @@
-"""Choosing one design (issue 10): the --choose rules on hand-made records, the accuracy floor, the
+"""Choosing one design: the --choose rules on hand-made records, the accuracy floor, the
 accuracy-FPS front vs the resource-aware front, the evolution warning and the --target-fps pre-check."""
 
 import json

@@ -1,4 +1,4 @@
-"""Long runs a user can trust (issue 10): one run per folder (a lock), clean stops on SIGINT and
+"""Long runs a user can trust: one run per folder (a lock), clean stops on SIGINT and
 SIGTERM, training workers that die with a killed search and write nothing after it, a journal that
 resumes the uninterrupted run's exact candidate sequence whatever point a crash or a full disk
 stopped it at, and run folders whose files are never unpickled as code."""

@@ -98,7 +98,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "on a one-core machine)")
     parser.add_argument("--epochs", type=int, help=f"training epochs per candidate (default {DEFAULT_EPOCHS})")
     parser.add_argument("--skip-hls", action="store_true", help="do not emit and verify the HLS of the chosen design")
-    from codesign.report import CHOOSE_RULES  # issue 10: the rule choosing one design from the front
+    from codesign.report import CHOOSE_RULES  # the rules choosing one design from the front
 
     parser.add_argument("--choose", choices=CHOOSE_RULES,
                         help="how to choose one design: best-trade-off (default without a target: MENNDL, nearest the "
@@ -181,7 +181,7 @@ def run(args: argparse.Namespace) -> int:
                 saved = _prepare_folder(out, args.resume)
                 cfg = _config_from(args, saved)
                 search = SearchRun(cfg, out, space_path=args.space, resuming=saved is not None)
-                search.choose_rule = getattr(args, "choose", None)  # issue 10: --choose (None: the chooser's default)
+                search.choose_rule = getattr(args, "choose", None)  # None: the chooser's default
                 return search.execute()
         except StopRequested as stop:  # stopped outside the search loop (setup, the final steps)
             hint = (f"; continue with: {_resume_command(args.board, out)}" if (out / "journal.jsonl").exists()
@@ -206,7 +206,7 @@ def _resume_command(board: str, out: Path) -> str:
 class SearchRun:
     """One `codesign search` run: setup, search, results, the chosen design's HLS, the report."""
 
-    choose_rule: str | None = None  # issue 10: --choose, a per-invocation choice (the chooser runs after the search)
+    choose_rule: str | None = None  # --choose: per invocation (the chooser runs after the search)
 
     def __init__(self, cfg: SearchConfig, out: Path, space_path: str | None = None, resuming: bool = False):
         self.cfg = cfg
@@ -265,7 +265,7 @@ class SearchRun:
         if self.resuming and self.space_path:
             self.notes.append(f"--space {self.space_path} ignored: a resumed run keeps its saved space.yaml")
         self.space = load_space(space_file, context)
-        self._check_target_fps()  # issue 10: fail before training when no design can reach --target-fps
+        self._check_target_fps()  # fail before training when no design can reach --target-fps
         from hw_space.files import check_output_folder
 
         check_output_folder(self.out)  # all validation before the first file: a failed start leaves nothing
@@ -299,7 +299,7 @@ class SearchRun:
         cfg = self.cfg
         self.train_budget = proxy_budget(cfg.epochs, seed=cfg.seed, threads=train_threads(cfg.dataset, cfg.workers))
         self.strategy = make_strategy(cfg.strategy, self.space, seed=cfg.seed, rl_mode=cfg.rl_mode)
-        short = getattr(self.strategy, "short_run_warning", lambda trials: None)(cfg.trials)  # issue 10
+        short = getattr(self.strategy, "short_run_warning", lambda trials: None)(cfg.trials)
         if short:
             self._log(f"warning: {short}")
             self.notes.append(short)
@@ -324,7 +324,7 @@ class SearchRun:
     def _strategy_label(self) -> str:
         return f"rl ({self.cfg.rl_mode})" if self.cfg.strategy == "rl" else self.cfg.strategy
 
-    # ------------------------------------------------------------ --target-fps reachability (issue 10)
+    # ------------------------------------------------------------ --target-fps reachability
     def _check_target_fps(self) -> None:
         """Refuse a --target-fps above the FPS ceiling of the space on the board (see fps_ceiling);
         warn when it is above what the folding optimizer reaches with the space's smallest network."""
@@ -534,7 +534,7 @@ def _verdict_summary(verdict: Any, returncode: int) -> dict[str, Any]:
     return out
 
 
-# ---------------------------------------------------------------- --target-fps reachability (issue 10)
+# ---------------------------------------------------------------- --target-fps reachability
 
 def fps_ceiling(space, board) -> tuple[float, str]:
     """An upper bound of the FPS any design of the space reaches on the board (cost model), and why.
