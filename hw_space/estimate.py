@@ -6,8 +6,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from hw_space.boards import Board, load_board
 from hw_space.design import Design
 from hw_space.model import DEFAULT_MAX_UTIL, RESOURCE_NAMES, BatchResult, design_arrays, evaluate_design
@@ -80,12 +78,12 @@ def _shape_text(design: Design, layer_name: str) -> str:
     return ""
 
 
-def _violations(design: Design, board: Board, result: BatchResult) -> list[str]:
+def _violations(design: Design, board: Board, result: BatchResult, fps: float, target_fps: float | None) -> list[str]:
     out = [st.rule + f" (PE={design.hardware.fold(st.layer).pe}, SIMD={design.hardware.fold(st.layer).simd})"
            for st in result.stages if not bool(st.legal[0])]
     for st in result.stages:
-        width = int(np.asarray(st.width).reshape(-1)[0]) if np.size(st.width) else 0
-        if bool(np.asarray(st.active)[0]) and too_wide(width):
+        width = int(st.width[0])
+        if bool(st.active[0]) and too_wide(width):
             out.append(f"{st.layer}: {st.name} needs a {width:,}-bit word, over the {AP_INT_MAX_W:,}-bit ap_uint "
                        "limit of Vitis HLS (AP_INT_MAX_W); lower its SIMD or PE")
     for layer in design.network.layers:
@@ -102,8 +100,8 @@ def _violations(design: Design, board: Board, result: BatchResult) -> list[str]:
     if lutram > result.max_util * lutram_cap:
         out.append(f"LUTRAM: {lutram:,} LUTs of distributed RAM needed, {int(result.max_util * lutram_cap):,} allowed "
                    f"({result.max_util:.0%} of the {lutram_cap:,} memory-capable LUTs); use weight_memory bram")
-    if not bool(result.meets_target[0]):
-        out.append(f"FPS {float(result.fps[0]):,.0f} is below the target")
+    if target_fps and fps < target_fps:
+        out.append(f"FPS {fps:,.0f} is below the target")
     return out
 
 
@@ -128,13 +126,13 @@ def estimate(design: Design, board: Board | None = None, max_util: float = DEFAU
     index = {l.name: j for j, l in enumerate(design.network.layers)}
     layers = []
     for st in result.stages:
-        if not bool(np.asarray(st.active)[0]):
+        if not bool(st.active[0]):
             continue  # a width converter (and its FIFO) that this folding does not need
         pe = simd = depth = None
         shape = _shape_text(design, st.layer)
         if st.kind == "fifo":
             depth = int(st.detail["depth"][0])
-            shape = f"{depth} x {int(np.asarray(st.width)[0])} bits"
+            shape = f"{depth} x {int(st.width[0])} bits"
         elif st.kind == "dwc":
             shape = f"{int(st.detail['in_elems'][0])} -> {int(st.detail['out_elems'][0])} per word"
         elif st.kind == "swg":
@@ -146,16 +144,14 @@ def estimate(design: Design, board: Board | None = None, max_util: float = DEFAU
         layers.append(LayerEstimate(
             name=st.name, layer=st.layer, kind=st.kind, template=st.template, cycles=int(st.cycles[0]),
             resources={k: int(v[0]) for k, v in st.res.as_dict().items()}, pe=pe, simd=simd, shape=shape,
-            width=int(np.asarray(st.width).reshape(-1)[0]) if np.size(st.width) else 0, depth=depth))
-    violations = _violations(design, board, result)
+            width=int(st.width[0]), depth=depth))
     ii, latency = int(result.ii_cycles[0]), int(result.latency_cycles[0])
     if sim is not None:
         ii, latency = sim.ii_cycles, sim.latency_cycles
-        if sim.deadlock:
-            violations.append("the cycle-level simulation of the stream schedule deadlocks")
     fps = result.clock_mhz * 1e6 / max(ii, 1)
-    if sim is not None and target_fps and fps < target_fps and not any("below the target" in v for v in violations):
-        violations.append(f"FPS {fps:,.0f} is below the target")
+    violations = _violations(design, board, result, fps, target_fps)
+    if sim is not None and sim.deadlock:
+        violations.append("the cycle-level simulation of the stream schedule deadlocks")
     return Estimate(
         board=board.name, template=hw.template, clock_mhz=result.clock_mhz, max_util=max_util,
         ii_cycles=ii, fps=fps, latency_cycles=latency, simulated=sim is not None,

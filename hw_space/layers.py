@@ -100,10 +100,13 @@ def mac_array_luts(pe, simd, wbits, abits, acc, out_bits, tmem, dsp):
     return 300 + 1.1 * pe * (mult + adder + acc + thr + comp)
 
 
-def largest_divisor_at_most(n: int, v: int) -> int:
+def largest_divisor_at_most(n: int, v):
     """A conv's sliding-window SIMD when the Design names none: the largest divisor of the input
-    channels n that is at most the MVAU's SIMD v (v itself whenever it divides n)."""
-    return max(d for d in range(1, max(1, min(n, v)) + 1) if n % d == 0)
+    channels n that is at most the MVAU's SIMD v (v itself whenever it divides n). v may be an
+    array (the batch model) or an int (the backend)."""
+    divs = np.array([d for d in range(1, n + 1) if n % d == 0], dtype=np.int64)
+    out = divs[np.maximum(np.searchsorted(divs, np.asarray(v, dtype=np.int64), side="right") - 1, 0)]
+    return int(out) if np.ndim(out) == 0 else out
 
 
 def gearbox_cycles(total, n_in, n_out):
@@ -254,12 +257,6 @@ class SlidingWindow:
         (simd,) = _ints(simd)
         return (simd >= 1) & (self.channels % np.maximum(simd, 1) == 0)
 
-    def default_simd(self, mvau_simd):
-        """The SWG SIMD used when the Design names none (largest_divisor_at_most, vectorized)."""
-        (mvau_simd,) = _ints(mvau_simd)
-        divs = np.array([d for d in range(1, self.channels + 1) if self.channels % d == 0], dtype=np.int64)
-        return divs[np.maximum(np.searchsorted(divs, mvau_simd, side="right") - 1, 0)]
-
     def width(self, simd, in_bits, out_bits):
         """Widest word: SIMD input lanes (line buffer and input stream) or output lanes."""
         simd, in_bits, out_bits = _ints(simd, in_bits, out_bits)
@@ -377,11 +374,14 @@ class MaxPool:
         (pe,) = _ints(pe)
         return self.ifm_h * self.ifm_w * cdiv(self.channels, pe)
 
+    @property
+    def ofm_w(self) -> int:
+        return (self.ifm_w - self.kernel) // self.stride + 1
+
     def cols_cycles(self, pe):
         """The second pass (down the columns) reads the row pass's output: IFMh * OFMw * C/PE."""
         (pe,) = _ints(pe)
-        ofm_w = (self.ifm_w - self.kernel) // self.stride + 1
-        return self.ifm_h * ofm_w * cdiv(self.channels, pe)
+        return self.ifm_h * self.ofm_w * cdiv(self.channels, pe)
 
     def width(self, pe, bits):
         pe, bits = _ints(pe, bits)

@@ -29,6 +29,7 @@ from hw_space.layers import (
     TiledPool,
     WidthConverter,
     dot_bits,
+    largest_divisor_at_most,
 )
 from hw_space.memory import MEM_CODES, cdiv
 from hw_space.widths import AP_INT_MAX_W
@@ -49,13 +50,14 @@ class StageResult:
     res: Resources
     legal: np.ndarray
     rule: str = ""
-    width: np.ndarray | int = 0  # widest ap_uint the kernel instantiates (bits)
+    width: np.ndarray | int = 0  # widest ap_uint the kernel instantiates (bits); an (N,) array after init
     active: np.ndarray | None = None  # False where the stage is not built (a width converter not needed)
     detail: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.active is None:
             self.active = np.ones(np.shape(self.cycles), dtype=bool)
+        self.width = np.broadcast_to(np.asarray(self.width, dtype=np.int64), np.shape(self.cycles))
 
 
 @dataclass
@@ -194,7 +196,7 @@ class CostModel:
         narrow = np.ones(n, dtype=bool)
         for st in stages:
             legal &= st.legal
-            narrow &= np.asarray(st.width) <= AP_INT_MAX_W
+            narrow &= st.width <= AP_INT_MAX_W
         resources = total.as_dict()
         util = {}
         fits = np.ones(n, dtype=bool)
@@ -215,7 +217,7 @@ class CostModel:
                           n: int | None = None, swg_simd=None, fifo_depths=None) -> BatchResult:
         """Score N dataflow designs. Each argument is (N, L), (L,) or None (PE = SIMD = 1, the
         network's bits, 'auto' memory and multipliers). Entries of maxpool layers: pe only (default:
-        all channels). swg_simd: the sliding windows' SIMD (0 or None: SlidingWindow.default_simd).
+        all channels). swg_simd: the sliding windows' SIMD (0 or None: layers.largest_divisor_at_most).
         fifo_depths: (N, F) depths of the F potential FIFOs in stream order (None: 2 words each,
         the smallest full-rate FIFO; the per-design estimate passes the simulated depths).
 
@@ -232,12 +234,10 @@ class CostModel:
         in_bits = self._input_bits(ab)
         axi = self.board.axi_width
         ones = np.ones(n, dtype=bool)
-        kernels: list[StageResult] = []
-        # (stage, words in: elems, words out: elems, element bits out) of every kernel in stream order
+        # (stage, elements per output word, bits per output element) of every kernel in stream order
         flow: list[tuple[StageResult, np.ndarray, np.ndarray]] = []
 
         def add(stage: StageResult, out_elems: np.ndarray, out_bits: np.ndarray) -> None:
-            kernels.append(stage)
             flow.append((stage, np.broadcast_to(out_elems, (n,)), np.broadcast_to(out_bits, (n,))))
 
         def convert(name: str, layer: str, total: int, n_in, n_out, bits) -> None:
@@ -261,7 +261,6 @@ class CostModel:
                 convert(f"{name}_in_dwc", name, self.shapes[j][0].size, prev_elems, want, prev_bits)
             if isinstance(op, MaxPool):
                 p = pe[:, j]
-                ofm_w = (op.ifm_w - op.kernel) // op.stride + 1
                 add(StageResult(f"{name}_rows", name, "pool_rows", op.template, op.cycles(p), Resources.zeros(n),
                                 op.legal(p), f"{name}: channels ({op.channels}) must be divisible by PE",
                                 width=op.width(p, in_bits[:, j]),
@@ -270,7 +269,7 @@ class CostModel:
                 add(StageResult(name, name, op.kind, op.template, op.cols_cycles(p), op.resources(p, in_bits[:, j]),
                                 op.legal(p), f"{name}: channels ({op.channels}) must be divisible by PE",
                                 width=op.width(p, in_bits[:, j]),
-                                detail={"outer": 1, "n": op.ifm_h, "inner": ofm_w * cdiv(op.channels, p), "k": op.kernel,
+                                detail={"outer": 1, "n": op.ifm_h, "inner": op.ofm_w * cdiv(op.channels, p), "k": op.kernel,
                                         "stride": op.stride, "pe": p}), p, in_bits[:, j])
                 continue
             mvau_in_bits = in_bits[:, j]
@@ -305,7 +304,7 @@ class CostModel:
                                 "total": self.io_out.elements}), last_elems, out_bits)
         fifos = self._fifos(flow[:-1], n, fifo_depths)
         stages: list[StageResult] = []
-        for k, st in enumerate(kernels):
+        for k, (st, _, _) in enumerate(flow):
             stages.append(st)
             if k < len(fifos):
                 stages.append(fifos[k])
@@ -315,10 +314,6 @@ class CostModel:
         # cycles bounds the latency of one frame from above (stages start before their producers end;
         # hw_space.simulate gives the simulated latency).
         return self._finish(stages, n, cycles.max(axis=1), cycles.sum(axis=1))
-
-    def fifo_count(self) -> int:
-        """How many potential FIFOs a dataflow design of this skeleton has (fifo_depths columns)."""
-        return len([st for st in self.evaluate_dataflow(n=1).stages if st.kind == "fifo"])
 
     def _fifos(self, flow, n: int, depths) -> list[StageResult]:
         """The FIFO after every kernel but the output: its word is the kernel's output word."""
@@ -337,7 +332,7 @@ class CostModel:
 
     def _swg_simd(self, j: int, simd: np.ndarray, swg_simd: np.ndarray) -> np.ndarray:
         swg = self.df_layers[self._df_index[j]][1]
-        return np.where(swg_simd[:, j] > 0, swg_simd[:, j], swg.default_simd(simd[:, j]))
+        return np.where(swg_simd[:, j] > 0, swg_simd[:, j], largest_divisor_at_most(swg.channels, simd[:, j]))
 
     def _consumer_elems(self, j: int, pe: np.ndarray, simd: np.ndarray, swg_simd: np.ndarray) -> np.ndarray:
         """Elements per word that layer j's first kernel reads."""

@@ -170,5 +170,4 @@ def fifo_depths(design: Design) -> transforms.SetFifoDepths:
     chain_ = design_chain(design, board)
     sim = size_chain(chain_)
     kinds = [k.kind for k in chain_.kernels]
-    active = [sim.depths[i] for i in chain_.fifo_stage]
-    return transforms.SetFifoDepths(active, kinds, chain_.fifo_widths)
+    return transforms.SetFifoDepths(chain_.active_depths(sim.depths), kinds, chain_.fifo_widths)
