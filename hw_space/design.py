@@ -104,6 +104,16 @@ class Network:
             cur = nxt
         return out
 
+    def feeders(self) -> list[int]:
+        """Per layer, the index of the compute layer whose activations reach it (-1: the network
+        input); pools pass their input through."""
+        out, last = [], -1
+        for j, layer in enumerate(self.layers):
+            out.append(last)
+            if layer.is_compute:
+                last = j
+        return out
+
     def input_bits_of(self, index: int) -> int:
         """Bits of the values entering layer `index` (the previous activation, or the input)."""
         for prev in reversed(self.layers[:index]):

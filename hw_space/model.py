@@ -118,12 +118,7 @@ class CostModel:
         self.weight_bits = np.array([l.weight_bits if l.is_compute else 0 for l in network.layers], dtype=np.int64)
         self.act_bits = np.array([(l.act_bits or 0) if l.is_compute else 0 for l in network.layers], dtype=np.int64)
         # index of the compute layer whose activations feed layer j (-1: the network input)
-        self.feeder = []
-        last = -1
-        for j, layer in enumerate(network.layers):
-            self.feeder.append(last)
-            if layer.is_compute:
-                last = j
+        self.feeder = network.feeders()
         self._build_dataflow()
         self._build_tiled()
 
