@@ -15,7 +15,9 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +25,18 @@ import yaml
 
 from hw_space.boards import Board, board_from_spec, find_board, is_path_like, load_board_file
 from hw_space.errors import CodesignError
-from hw_space.files import INT64_MAX, atomic_write_text, load_yaml_file
+from hw_space.files import atomic_write_text, load_yaml_file
+from hw_space.layer_kinds import LAYER_KINDS, LAYER_TYPES, MAX_BITS, MIN_BITS, LayerKind, Shape
+from hw_space.yaml_reader import Reader
 
-LAYER_TYPES = ("conv", "dense", "maxpool")
+__all__ = ["LAYER_KINDS", "LAYER_TYPES", "MAC_STYLES", "MAX_BITS", "MEMORY_STYLES", "MIN_BITS", "PORT_WIDTHS",
+           "RESERVED_NAMES", "TEMPLATES", "Design", "Engine", "Hardware", "InputSpec", "Layer", "LayerFold",
+           "LayerKind", "Network", "Shape", "atomic_write_text", "design_from_dict", "load_design",
+           "load_yaml_file", "save_design"]
+
 TEMPLATES = ("dataflow", "tiled")
 MEMORY_STYLES = ("auto", "bram", "lutram", "uram", "external")
 MAC_STYLES = ("auto", "lut", "dsp")
-MIN_BITS, MAX_BITS = 1, 8
 PORT_WIDTHS = (8, 16, 32, 64, 128, 256, 512)
 _NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")  # always fullmatch: "conv0\n" is not a name
 MAX_FOLD = 1 << 20  # PE / SIMD never exceed the widest layer (out_features <= 2^20)
@@ -47,8 +54,10 @@ class InputSpec:
 
 @dataclass(frozen=True)
 class Layer:
-    """One network layer. conv uses out_channels/kernel/stride/padding, dense out_features,
-    maxpool kernel/stride. act_bits is None only on the last layer (raw logits)."""
+    """One network layer; its type's `LayerKind` says which fields it uses (conv: out_channels, kernel,
+    stride, padding; dense: out_features; maxpool: kernel, stride). act_bits is None only on the last
+    layer (raw logits). inputs names the layers it reads ("input": the network input); empty means
+    the layer before it (the network input for the first layer)."""
 
     name: str
     type: str
@@ -59,68 +68,108 @@ class Layer:
     padding: int = 0
     weight_bits: int = 0
     act_bits: int | None = None
+    inputs: tuple[str, ...] = ()
+
+    @property
+    def kind(self) -> LayerKind:
+        """What this layer's type is (fields, shapes, checks, folding fields)."""
+        try:
+            return LAYER_KINDS[self.type]
+        except KeyError:
+            raise CodesignError(f"layer {self.name}: type {self.type!r} is not allowed; "
+                                f"allowed: {', '.join(LAYER_TYPES)}") from None
 
     @property
     def is_compute(self) -> bool:
-        return self.type in ("conv", "dense")
+        return self.kind.compute
 
 
-@dataclass(frozen=True)
-class Shape:
-    """A feature map, channels-first."""
-
-    channels: int
-    height: int
-    width: int
-
-    @property
-    def size(self) -> int:
-        return self.channels * self.height * self.width
+NETWORK_INPUT = "input"  # the name `inputs` uses for the network input (reserved: no layer has it)
 
 
 @dataclass(frozen=True)
 class Network:
-    """An ordered chain of layers on one input. The last layer is a dense layer without activation."""
+    """Layers on one input, listed in data-flow (topological) order: each reads the layers its `inputs`
+    names, all earlier in the list (default: the one before it). The last layer is a dense layer without
+    activation; its output is the network's. A chain is the case where every layer reads the one before."""
 
     input: InputSpec
     layers: tuple[Layer, ...]
 
+    # ------------------------------------------------------------ graph queries
+
+    @cached_property
+    def _producers(self) -> tuple[tuple[int, ...], ...]:
+        return _resolve_inputs(self.layers, lambda where, msg: CodesignError(f"{where}: {msg}"))
+
+    def producers(self, j: int) -> list[int]:
+        """Indices of the layers layer j reads, in its `inputs` order (-1: the network input)."""
+        return list(self._producers[j])
+
+    def consumers(self, j: int) -> list[int]:
+        """Indices of the layers that read layer j (j = -1: the network input), ascending."""
+        return [k for k, ps in enumerate(self._producers) if j in ps]
+
+    def order(self) -> list[int]:
+        """Layer indices in topological order: the file order, which loading checks is one (every
+        layer reads only earlier layers)."""
+        self._producers  # noqa: B018 -- resolves (and checks) the inputs
+        return list(range(len(self.layers)))
+
+    def is_fork(self, j: int) -> bool:
+        """Several layers read layer j (j = -1: the network input)."""
+        return len(self.consumers(j)) > 1
+
+    def is_join(self, j: int) -> bool:
+        """Layer j reads several layers."""
+        return len(self._producers[j]) > 1
+
+    def is_chain(self) -> bool:
+        """Every layer reads exactly the one before it (the first one the network input)."""
+        return all(ps == (j - 1,) for j, ps in enumerate(self._producers))
+
+    def require_chain(self, feature: str) -> None:
+        """Refuse a branching network in a feature that still needs a single chain, naming the
+        first layer that does not read the one before it."""
+        for j, ps in enumerate(self._producers):
+            if ps != (j - 1,):
+                layer = self.layers[j]
+                reads = ", ".join(self.layers[p].name if p >= 0 else NETWORK_INPUT for p in ps)
+                before = self.layers[j - 1].name if j > 0 else NETWORK_INPUT
+                raise CodesignError(f"{feature}: network.layers[{j}] ({layer.name}) reads {reads}, not {before}; "
+                                    "branches are not supported yet here, only a chain where each layer "
+                                    "reads the one before it")
+
+    # ------------------------------------------------------------ shapes and values
+
     def shapes(self) -> list[tuple[Shape, Shape]]:
-        """(input shape, output shape) of every layer; a dense layer flattens its input."""
-        cur = Shape(self.input.channels, self.input.height, self.input.width)
+        """(input shape, output shape) of every layer, in topological order; a dense layer flattens its input."""
+        first = Shape(self.input.channels, self.input.height, self.input.width)
         out: list[tuple[Shape, Shape]] = []
-        for layer in self.layers:
-            if layer.type == "conv":
-                h = (cur.height + 2 * layer.padding - layer.kernel) // layer.stride + 1
-                w = (cur.width + 2 * layer.padding - layer.kernel) // layer.stride + 1
-                nxt = Shape(layer.out_channels, h, w)
-            elif layer.type == "maxpool":
-                h = (cur.height - layer.kernel) // layer.stride + 1
-                w = (cur.width - layer.kernel) // layer.stride + 1
-                nxt = Shape(cur.channels, h, w)
-            else:
-                nxt = Shape(layer.out_features, 1, 1)
-            out.append((cur, nxt))
-            cur = nxt
+        for j in self.order():
+            p = self._producers[j][0]
+            cur = first if p < 0 else out[p][1]
+            layer = self.layers[j]
+            out.append((cur, layer.kind.output_shape(layer, cur)))
         return out
 
     def feeders(self) -> list[int]:
         """Per layer, the index of the compute layer whose activations reach it (-1: the network
         input); pools pass their input through."""
-        out, last = [], -1
-        for j, layer in enumerate(self.layers):
-            out.append(last)
-            if layer.is_compute:
-                last = j
+        out: list[int] = []
+        for j in self.order():
+            p = self._producers[j][0]
+            out.append(p if p < 0 or self.layers[p].is_compute else out[p])
         return out
 
     def input_bits_of(self, index: int) -> int:
-        """Bits of the values entering layer `index` (the previous activation, or the input)."""
-        for prev in reversed(self.layers[:index]):
-            if prev.is_compute:
-                assert prev.act_bits is not None
-                return prev.act_bits
-        return self.input.bits
+        """Bits of the values entering layer `index` (its feeder's activation, or the input)."""
+        feeder = self.feeders()[index]
+        if feeder < 0:
+            return self.input.bits
+        bits = self.layers[feeder].act_bits
+        assert bits is not None
+        return bits
 
     @property
     def compute_layers(self) -> list[Layer]:
@@ -130,14 +179,69 @@ class Network:
     def num_classes(self) -> int:
         return self.layers[-1].out_features
 
+    # ------------------------------------------------------------ serialisation
+
+    def _inputs_field(self, j: int) -> list[str] | None:
+        """Layer j's `inputs` as a file writes them: None for the default (the layer before it)."""
+        ps = self._producers[j]
+        if ps == (j - 1,):
+            return None
+        return [self.layers[p].name if p >= 0 else NETWORK_INPUT for p in ps]
+
     def to_dict(self) -> dict[str, Any]:
-        return {"input": _input_dict(self.input), "layers": [_layer_dict(l) for l in self.layers]}
+        layers = []
+        for j, layer in enumerate(self.layers):
+            d = _layer_dict(layer)
+            inputs = self._inputs_field(j)
+            if inputs is not None:
+                d["inputs"] = inputs
+            layers.append(d)
+        return {"input": _input_dict(self.input), "layers": layers}
 
     def content_hash(self) -> str:
-        """Stable hash of what training depends on (names excluded): the training-cache key."""
-        body = {"input": _input_dict(self.input),
-                "layers": [{k: v for k, v in _layer_dict(l).items() if k != "name"} for l in self.layers]}
+        """Stable hash of what training depends on (names excluded): the training-cache key. A layer's
+        producers enter it (as indices, -1 the input) only where they are not the layer before, so a
+        chain hashes as it always did."""
+        layers = []
+        for j, layer in enumerate(self.layers):
+            d = {k: v for k, v in _layer_dict(layer).items() if k != "name"}
+            if self._producers[j] != (j - 1,):
+                d["inputs"] = list(self._producers[j])
+            layers.append(d)
+        body = {"input": _input_dict(self.input), "layers": layers}
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _resolve_inputs(layers: tuple[Layer, ...] | list[Layer],
+                    fail: Callable[[str, str], CodesignError]) -> tuple[tuple[int, ...], ...]:
+    """Per layer, the indices of the layers it reads (-1: the network input), checking that each named
+    layer exists, comes earlier in the file, and that the layer's kind reads that many inputs."""
+    index = {layer.name: j for j, layer in enumerate(layers)}
+    out: list[tuple[int, ...]] = []
+    for j, layer in enumerate(layers):
+        if not layer.inputs:
+            out.append((j - 1,))
+            continue
+        where = f"network.layers[{j}] ({layer.name}).inputs"
+        producers = []
+        for name in layer.inputs:
+            p = -1 if name == NETWORK_INPUT else index.get(name)
+            if p is None:
+                earlier = ", ".join([NETWORK_INPUT] + [l.name for l in layers[:j]])
+                raise fail(where, f"{name!r} is not a layer of this network; allowed: {earlier}")
+            if p == j:
+                raise fail(where, f"{name!r} is this layer itself; a layer reads only layers listed before it")
+            if p > j:
+                raise fail(where, f"{name!r} comes later (network.layers[{p}]); a layer reads only layers listed "
+                           "before it (the file order is the data-flow order)")
+            producers.append(p)
+        arity = layer.kind.arity
+        if len(producers) != arity:
+            reads = "one input" if arity == 1 else f"{arity} inputs"
+            hint = "; a join needs a join op such as add, which does not exist yet" if len(producers) > arity else ""
+            raise fail(where, f"a {layer.type} layer reads {reads}, got {len(producers)}{hint}")
+        out.append(tuple(producers))
+    return tuple(out)
 
 
 @dataclass(frozen=True)
@@ -253,17 +357,8 @@ def _input_dict(spec: InputSpec) -> dict[str, int]:
 
 
 def _layer_dict(layer: Layer) -> dict[str, Any]:
-    d: dict[str, Any] = {"name": layer.name, "type": layer.type}
-    if layer.type == "conv":
-        d.update(out_channels=layer.out_channels, kernel=layer.kernel, stride=layer.stride,
-                 padding=layer.padding, weight_bits=layer.weight_bits)
-    elif layer.type == "dense":
-        d.update(out_features=layer.out_features, weight_bits=layer.weight_bits)
-    else:
-        d.update(kernel=layer.kernel, stride=layer.stride)
-    if layer.is_compute and layer.act_bits is not None:
-        d["act_bits"] = layer.act_bits
-    return d
+    """A layer's own fields as a file writes them (its `inputs` are the Network's to write)."""
+    return {"name": layer.name, "type": layer.type, **layer.kind.to_dict(layer)}
 
 
 class _FlowList(list):
@@ -307,53 +402,7 @@ def save_design(design: Design, path: str | Path) -> None:
 
 # ---------------------------------------------------------------- parsing and validation
 
-class _Reader:
-    """Reads typed fields out of plain YAML data, raising one clear line per problem."""
-
-    def __init__(self, source: str):
-        self.source = source
-
-    def fail(self, where: str, message: str) -> CodesignError:
-        return CodesignError(f"{where}: {message}", source=self.source)
-
-    def mapping(self, value: Any, where: str) -> dict[str, Any]:
-        if not isinstance(value, dict):
-            raise self.fail(where, f"expected a mapping, got {_kind(value)}")
-        return value
-
-    def keys(self, data: dict[str, Any], where: str, allowed: tuple[str, ...]) -> None:
-        for key in data:
-            if key not in allowed:
-                raise self.fail(f"{where}.{key}", f"unknown field; allowed: {', '.join(allowed)}")
-
-    def int(self, data: dict[str, Any], key: str, where: str, lo: int, hi: int = INT64_MAX,
-            default: int | None = None) -> int:
-        if key not in data:
-            if default is None:
-                raise self.fail(f"{where}.{key}", "missing (required)")
-            return default
-        value = data[key]
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise self.fail(f"{where}.{key}", f"expected an integer, got {value!r}")
-        if not lo <= value <= hi:
-            allowed = f"{lo}..{hi}" if hi != INT64_MAX else f">= {lo} (64-bit)"
-            shown = str(value) if len(str(value)) <= 24 else f"{str(value)[:20]}...({len(str(value))} digits)"
-            raise self.fail(f"{where}.{key}", f"{shown} is out of range; allowed: {allowed}")
-        return value
-
-    def choice(self, data: dict[str, Any], key: str, where: str, allowed: tuple[str, ...],
-               default: str) -> str:
-        value = data.get(key, default)
-        if value not in allowed:
-            raise self.fail(f"{where}.{key}", f"{value!r} is not allowed; allowed: {', '.join(allowed)}")
-        return value
-
-
-def _kind(value: Any) -> str:
-    return "nothing" if value is None else type(value).__name__
-
-
-def _parse_input(r: _Reader, data: Any) -> InputSpec:
+def _parse_input(r: Reader, data: Any) -> InputSpec:
     d = r.mapping(data, "network.input")
     r.keys(d, "network.input", ("channels", "height", "width", "bits"))
     return InputSpec(channels=r.int(d, "channels", "network.input", 1, 4096),
@@ -362,17 +411,12 @@ def _parse_input(r: _Reader, data: Any) -> InputSpec:
                      bits=r.int(d, "bits", "network.input", MIN_BITS, MAX_BITS, default=8))
 
 
-_LAYER_KEYS = {
-    "conv": ("name", "type", "out_channels", "kernel", "stride", "padding", "weight_bits", "act_bits"),
-    "dense": ("name", "type", "out_features", "weight_bits", "act_bits"),
-    "maxpool": ("name", "type", "kernel", "stride"),
-}
-_PREFIX = {"conv": "conv", "dense": "fc", "maxpool": "pool"}
-# names the cost model and the HLS backend use for their own stages
-RESERVED_NAMES = ("input", "output", "platform", "engine")
+# names the cost model and the HLS backend use for their own stages ("input" also names the
+# network input in a layer's `inputs`)
+RESERVED_NAMES = (NETWORK_INPUT, "output", "platform", "engine")
 
 
-def _parse_layers(r: _Reader, data: Any) -> tuple[Layer, ...]:
+def _parse_layers(r: Reader, data: Any) -> tuple[Layer, ...]:
     if not isinstance(data, list) or not data:
         raise r.fail("network.layers", "expected a non-empty list of layers")
     counters = {t: 0 for t in LAYER_TYPES}
@@ -383,15 +427,16 @@ def _parse_layers(r: _Reader, data: Any) -> tuple[Layer, ...]:
         where = f"network.layers[{i}]"
         d = r.mapping(raw, where)
         ltype = d.get("type")
-        if ltype not in LAYER_TYPES:
+        if ltype not in LAYER_KINDS:
             raise r.fail(f"{where}.type", f"{ltype!r} is not allowed; allowed: {', '.join(LAYER_TYPES)}")
-        r.keys(d, where, _LAYER_KEYS[ltype])
+        kind = LAYER_KINDS[ltype]
+        r.keys(d, where, ("name", "type", *kind.fields, "inputs"))
         if "name" in d:
             name = d["name"]
         else:  # default names skip the ones the file gives explicitly
-            while f"{_PREFIX[ltype]}{counters[ltype]}" in explicit:
+            while f"{kind.prefix}{counters[ltype]}" in explicit:
                 counters[ltype] += 1
-            name = f"{_PREFIX[ltype]}{counters[ltype]}"
+            name = f"{kind.prefix}{counters[ltype]}"
             counters[ltype] += 1
         if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
             raise r.fail(f"{where}.name", f"{name!r} is not a valid name; allowed: letters, digits and _, "
@@ -399,51 +444,48 @@ def _parse_layers(r: _Reader, data: Any) -> tuple[Layer, ...]:
         if name in RESERVED_NAMES:
             raise r.fail(f"{where}.name", f"{name!r} is reserved for a hardware stage; not allowed: {', '.join(RESERVED_NAMES)}")
         where = f"network.layers[{i}] ({name})"
-        if ltype == "maxpool":
-            k = r.int(d, "kernel", where, 1, 64, default=2)
-            layers.append(Layer(name=name, type="maxpool", kernel=k, stride=r.int(d, "stride", where, 1, 64, default=k)))
-            continue
-        wb = r.int(d, "weight_bits", where, MIN_BITS, MAX_BITS)
-        if i == last:
-            if "act_bits" in d:
-                raise r.fail(f"{where}.act_bits", "the last layer outputs raw logits and has no activation; remove act_bits")
-            ab = None
-        else:
-            ab = r.int(d, "act_bits", where, MIN_BITS, MAX_BITS)
-        if ltype == "conv":
-            layers.append(Layer(name=name, type="conv", out_channels=r.int(d, "out_channels", where, 1, 65536),
-                                kernel=r.int(d, "kernel", where, 1, 64),
-                                stride=r.int(d, "stride", where, 1, 64, default=1),
-                                padding=r.int(d, "padding", where, 0, 64, default=0),
-                                weight_bits=wb, act_bits=ab))
-        else:
-            layers.append(Layer(name=name, type="dense", out_features=r.int(d, "out_features", where, 1, 1 << 20),
-                                weight_bits=wb, act_bits=ab))
+        fields = kind.parse(r, d, where, last=i == last)
+        layers.append(Layer(name=name, type=ltype, inputs=_parse_inputs(r, d, where), **fields))
     names = [layer.name for layer in layers]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise r.fail("network.layers", f"duplicate layer name(s) {', '.join(dupes)}; every name must be unique")
-    if layers[-1].type != "dense":
-        raise r.fail(f"network.layers[{last}]", f"the last layer must be dense (it produces the logits), got {layers[-1].type}")
-    return tuple(layers)
+    if not layers[-1].kind.can_be_last:
+        last_types = " or ".join(k.type for k in LAYER_KINDS.values() if k.can_be_last)
+        raise r.fail(f"network.layers[{last}]", f"the last layer must be {last_types} (it produces the logits), "
+                     f"got {layers[-1].type}")
+    # an `inputs` that names the layer before (or the input, for the first layer) is the default: drop it,
+    # so a loaded design equals the one its written file loads to
+    producers = _resolve_inputs(layers, r.fail)
+    return tuple(replace(layer, inputs=()) if producers[j] == (j - 1,) else layer for j, layer in enumerate(layers))
 
 
-def _check_shapes(r: _Reader, net: Network) -> None:
-    seen_dense = False
-    for i, (layer, (_, out)) in enumerate(zip(net.layers, net.shapes())):
-        where = f"network.layers[{i}] ({layer.name})"
-        if layer.type == "dense":
-            seen_dense = True
-        elif seen_dense:
-            raise r.fail(where, f"a {layer.type} layer cannot follow a dense layer; convolutions and pools come first")
-        if layer.type == "conv" and layer.padding >= layer.kernel:
-            raise r.fail(f"{where}.padding", f"{layer.padding} must be smaller than the kernel ({layer.kernel})")
-        if out.height < 1 or out.width < 1:
-            raise r.fail(where, f"kernel {layer.kernel} does not fit the {net.shapes()[i][0].height}x"
-                         f"{net.shapes()[i][0].width} input of this layer; reduce the kernel or the depth")
+def _parse_inputs(r: Reader, d: dict[str, Any], where: str) -> tuple[str, ...]:
+    """A layer's optional `inputs`: a non-empty list of layer names (or "input"); () when absent."""
+    if "inputs" not in d:
+        return ()
+    value = d["inputs"]
+    if not isinstance(value, list) or not value:
+        raise r.fail(f"{where}.inputs", f"expected a non-empty list of layer names such as [conv0], got {value!r}")
+    for name in value:
+        if not isinstance(name, str):
+            raise r.fail(f"{where}.inputs", f"{name!r} is not a layer name; expected a list of names such as [conv0]")
+    return tuple(value)
 
 
-def _parse_hardware(r: _Reader, data: Any, net: Network) -> Hardware:
+def _check_shapes(r: Reader, net: Network) -> None:
+    shapes = net.shapes()
+    for j in net.order():
+        layer, (shape_in, shape_out) = net.layers[j], shapes[j]
+        where = f"network.layers[{j}] ({layer.name})"
+        for p in net.producers(j):
+            if p >= 0 and layer.kind.needs_map and net.layers[p].kind.flat_output:
+                raise r.fail(where, f"a {layer.type} layer cannot follow a {net.layers[p].type} layer; "
+                             "convolutions and pools come first")
+        layer.kind.check(r, layer, where, shape_in, shape_out)
+
+
+def _parse_hardware(r: Reader, data: Any, net: Network) -> Hardware:
     if data is None:
         return Hardware()
     d = r.mapping(data, "hardware")
@@ -465,7 +507,7 @@ def _parse_hardware(r: _Reader, data: Any, net: Network) -> Hardware:
                     template=template, layers=folds, engine=engine)
 
 
-def _parse_board_ref(r: _Reader, d: dict[str, Any]) -> str:
+def _parse_board_ref(r: Reader, d: dict[str, Any]) -> str:
     """hardware.board (+ hardware.board_spec) as a board name the rest of the tool can load."""
     board = d.get("board", "zc706")
     if not isinstance(board, str) or not board or "\n" in board or "\x00" in board:
@@ -485,7 +527,7 @@ def _parse_board_ref(r: _Reader, d: dict[str, Any]) -> str:
                  "design file); allowed: a built-in board name (see codesign boards) or a board YAML path")
 
 
-def _parse_engine(r: _Reader, data: Any) -> Engine:
+def _parse_engine(r: Reader, data: Any) -> Engine:
     if data is None:
         raise r.fail("hardware.engine", "missing; the tiled template needs {tm, tn, tr, tc}")
     d = r.mapping(data, "hardware.engine")
@@ -503,7 +545,7 @@ def _parse_engine(r: _Reader, data: Any) -> Engine:
                   input_port=widths["input"], weight_port=widths["weight"], output_port=widths["output"])
 
 
-def _parse_folds(r: _Reader, data: Any, net: Network) -> dict[str, LayerFold]:
+def _parse_folds(r: Reader, data: Any, net: Network) -> dict[str, LayerFold]:
     d = r.mapping(data, "hardware.layers")
     by_name = {layer.name: layer for layer in net.layers}
     folds: dict[str, LayerFold] = {}
@@ -512,23 +554,25 @@ def _parse_folds(r: _Reader, data: Any, net: Network) -> dict[str, LayerFold]:
         if name not in by_name:
             raise r.fail(where, f"no network layer is named {name!r}; layers: {', '.join(by_name)}")
         f = r.mapping(raw, where)
-        if by_name[name].type == "maxpool":
-            r.keys(f, where, ("pe",))
-            folds[name] = LayerFold(pe=r.int(f, "pe", where, 1, MAX_FOLD, default=1))
-            continue
-        is_conv = by_name[name].type == "conv"
-        r.keys(f, where, ("pe", "simd", "weight_memory", "mac") + (("swg_simd",) if is_conv else ()))
-        folds[name] = LayerFold(pe=r.int(f, "pe", where, 1, MAX_FOLD, default=1),
-                                simd=r.int(f, "simd", where, 1, MAX_FOLD, default=1),
-                                weight_memory=r.choice(f, "weight_memory", where, MEMORY_STYLES, "auto"),
-                                mac=r.choice(f, "mac", where, MAC_STYLES, "auto"),
-                                swg_simd=r.int(f, "swg_simd", where, 1, MAX_FOLD) if "swg_simd" in f else None)
+        fold_fields = by_name[name].kind.fold_fields
+        r.keys(f, where, fold_fields)
+        folds[name] = LayerFold(**{key: _FOLD_FIELDS[key](r, f, where) for key in fold_fields})
     return folds
+
+
+# how each field under hardware.layers.<name> reads (a layer's kind says which fields it takes)
+_FOLD_FIELDS: dict[str, Callable[[Reader, dict[str, Any], str], Any]] = {
+    "pe": lambda r, f, where: r.int(f, "pe", where, 1, MAX_FOLD, default=1),
+    "simd": lambda r, f, where: r.int(f, "simd", where, 1, MAX_FOLD, default=1),
+    "weight_memory": lambda r, f, where: r.choice(f, "weight_memory", where, MEMORY_STYLES, "auto"),
+    "mac": lambda r, f, where: r.choice(f, "mac", where, MAC_STYLES, "auto"),
+    "swg_simd": lambda r, f, where: r.int(f, "swg_simd", where, 1, MAX_FOLD) if "swg_simd" in f else None,
+}
 
 
 def design_from_dict(data: Any, source: str = "<design>") -> Design:
     """Validate plain data (as parsed from YAML) into a Design, or raise one CodesignError line."""
-    r = _Reader(source)
+    r = Reader(source)
     d = r.mapping(data, "top level")
     r.keys(d, "top level", ("network", "hardware"))
     if "network" not in d:
