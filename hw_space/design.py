@@ -8,6 +8,11 @@ embeds its resources (`hardware.board_spec: {part, LUT, FF, BRAM18, URAM, DSP, c
 so it loads in any folder. On load, a board_spec of a built-in board must match it; a custom
 board's spec is used as is (hw_space.boards remembers it by name). Older files (a built-in name, or
 a board YAML path resolved from the working folder or the design's folder) still load.
+
+What each layer type means (fields, shapes, checks, folding fields) is its kind in
+hw_space.layer_kinds; this module never branches on a layer's type. The network is a graph: a layer
+names the layers it reads (`inputs`, default the one before), listed in data-flow order; features
+that still need a single chain call `Network.require_chain`.
 """
 
 from __future__ import annotations

@@ -6,7 +6,8 @@ Module structure of `QuantNet` (the order `forward` runs and the exported QONNX 
   bits >= 2: unsigned QuantIdentity with the FIXED scale s = float32(1/(2^bits - 1)), so a pixel x becomes
   the integer round_half_even(x / s) in 0..2^bits-1 (what the hardware receives; `input_integers`);
   bits == 1: ``InputShift`` (x - 0.5) then a bipolar QuantIdentity (scale 1): x >= 0.5 -> +1, else -1.
-* ``blocks[i]`` for layer i, in order (``block(name)`` finds one by the layer's name):
+* ``blocks[i]`` for layer i, in order (``block(name)`` finds one by the layer's name), built by
+  ``BLOCK_BUILDERS[layer.type]``; the network must be a chain (``Network.require_chain``):
   conv    -> Sequential(conv=QuantConv2d(bias=False, padding, stride), bn=BatchNorm2d, act=<act>)
   maxpool -> MaxPool2d(kernel, stride)
   dense   -> Sequential(linear=QuantLinear(bias=False), bn=BatchNorm1d, act=<act>)
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -105,18 +107,23 @@ def _input_quant(bits: int) -> nn.Module:
     return QuantIdentity(act_quant=InputQuant, bit_width=bits)
 
 
-def _block(layer: Layer, cin: int, last: bool, flatten: bool) -> nn.Module:
-    if layer.type == "maxpool":
-        return nn.MaxPool2d(layer.kernel, layer.stride)
-    if layer.type == "conv":
-        conv = QuantConv2d(cin, layer.out_channels, layer.kernel, stride=layer.stride, padding=layer.padding,
-                           bias=False, **_weight_kwargs(layer.weight_bits))
-        assert layer.act_bits is not None
-        return nn.Sequential(OrderedDict(conv=conv, bn=nn.BatchNorm2d(layer.out_channels, eps=BN_EPS),
-                                         act=_activation(layer.act_bits)))
+def _maxpool_block(layer: Layer, shape_in: Shape, last: bool, flat_input: bool) -> nn.Module:
+    return nn.MaxPool2d(layer.kernel, layer.stride)
+
+
+def _conv_block(layer: Layer, shape_in: Shape, last: bool, flat_input: bool) -> nn.Module:
+    conv = QuantConv2d(shape_in.channels, layer.out_channels, layer.kernel, stride=layer.stride,
+                       padding=layer.padding, bias=False, **_weight_kwargs(layer.weight_bits))
+    assert layer.act_bits is not None
+    return nn.Sequential(OrderedDict(conv=conv, bn=nn.BatchNorm2d(layer.out_channels, eps=BN_EPS),
+                                     act=_activation(layer.act_bits)))
+
+
+def _dense_block(layer: Layer, shape_in: Shape, last: bool, flat_input: bool) -> nn.Module:
+    cin = shape_in.size
     linear = QuantLinear(cin, layer.out_features, bias=False, **_weight_kwargs(layer.weight_bits))
     parts: OrderedDict[str, nn.Module] = OrderedDict()
-    if flatten:
+    if not flat_input:
         parts["flatten"] = nn.Flatten()
     parts["linear"] = linear
     if last:
@@ -129,20 +136,27 @@ def _block(layer: Layer, cin: int, last: bool, flatten: bool) -> nn.Module:
     return nn.Sequential(parts)
 
 
+# The block builder of each layer type: (layer, its input shape, is it the last layer, is its input
+# already a vector) -> its modules, created in the order that fixes the seeded parameter init.
+BlockBuilder = Callable[[Layer, Shape, bool, bool], nn.Module]
+BLOCK_BUILDERS: dict[str, BlockBuilder] = {"conv": _conv_block, "dense": _dense_block, "maxpool": _maxpool_block}
+
+
 class QuantNet(nn.Module):
     """The Brevitas model of one Network; see the module docstring for its exact structure."""
 
     def __init__(self, network: Network):
         super().__init__()
+        network.require_chain("quant.build (QAT training and QONNX export)")
         self.network = network
         self.input_quant = _input_quant(network.input.bits)
         self.names = tuple(layer.name for layer in network.layers)
         last = len(network.layers) - 1
-        first_dense = next(i for i, layer in enumerate(network.layers) if layer.type == "dense")
         blocks = []
         for i, (layer, (shape_in, _)) in enumerate(zip(network.layers, network.shapes())):
-            cin = shape_in.size if layer.type == "dense" else shape_in.channels
-            blocks.append(_block(layer, cin, last=i == last, flatten=i == first_dense))
+            p = network.producers(i)[0]
+            flat_input = p >= 0 and network.layers[p].kind.flat_output
+            blocks.append(BLOCK_BUILDERS[layer.type](layer, shape_in, i == last, flat_input))
         # a list, not a ModuleDict: valid layer names such as "eval" or "train" would clash with attributes
         self.blocks = nn.ModuleList(blocks)
 
