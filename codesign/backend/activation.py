@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from codesign.backend.graph import Affine, Op, Quantizer, Relu
+from codesign.backend.ops.base import Op
+from codesign.backend.ops.front import Affine, Quantizer, Relu
 from hw_space.errors import CodesignError
 
 
