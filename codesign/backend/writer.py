@@ -16,7 +16,7 @@ import networkx as nx
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 import hls_templates
-from codesign.backend.dag import consumers, edges, op, sinks, sources, topological
+from codesign.backend.dag import consumers, edges, is_fork, op, sinks, sources, topological
 from codesign.backend.names import is_identifier, sanitize
 from codesign.backend.ops.base import Node, StageView, template_of
 from codesign.backend.ops.io import StreamPort, gearbox_iterations
@@ -70,6 +70,10 @@ def stage_context(g: nx.DiGraph, axi_width: int = 64) -> tuple[list[dict[str, An
     stage context is its template's context plus `inp` / `inputs` (its input streams by port),
     `out` (its output stream) and `template` (its StageTemplate)."""
     order = topological(g)
+    for key in order:
+        if is_fork(g, key):
+            raise CodesignError(f"node {op(g, key).name!r}: its output feeds {g.out_degree(key)} stages; an HLS "
+                                "stream has one reader, so a fork needs a stage that duplicates it")
     taken: set[str] = set()
     # every identifier (and every name in a comment) of the generated code comes from here
     idents = {key: sanitize(op(g, key).ident_base(), taken) for key in order}
@@ -87,9 +91,6 @@ def stage_context(g: nx.DiGraph, axi_width: int = 64) -> tuple[list[dict[str, An
     for key in order:
         item = op(g, key)
         outs = consumers(g, key)
-        if len(outs) > 1:
-            raise CodesignError(f"node {item.name!r}: its output feeds {len(outs)} stages; an HLS stream has one "
-                                "reader, so a fork needs a stage that duplicates it")
         template = template_of(item)
         ctx = template.context(item, StageView(Node(g, key), idents[key], axi_width))
         ins = sorted(g.in_edges(key, data="port", default=0), key=lambda e: e[2])

@@ -40,6 +40,16 @@ class Op:
         """True when the op is non-decreasing per channel (max-pooling commutes with it)."""
         return False
 
+    def float_eval(self, y: np.ndarray) -> np.ndarray:
+        """The op on float64 values, channels last (activation chains); only elementwise ops have one."""
+        from hw_space.errors import CodesignError
+
+        raise CodesignError(f"node {self.name!r} ({self.onnx_op}): not an elementwise op")
+
+    def slope_sign(self, channels: int) -> np.ndarray:
+        """Per channel -1 where the op reverses the order of its inputs, else +1."""
+        return np.ones(channels, dtype=np.int64)
+
 
 @dataclass(frozen=True)
 class Values:

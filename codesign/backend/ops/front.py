@@ -77,6 +77,10 @@ class Quantizer(Op):
     def output_codes(self) -> tuple[IntFmt, np.ndarray]:
         return self.fmt, self.scale
 
+    def float_eval(self, y: np.ndarray) -> np.ndarray:
+        """The codes of float64 values, as float64."""
+        return self.codes(y).astype(np.float64)
+
     def non_decreasing(self) -> bool:
         return True
 
@@ -90,6 +94,12 @@ class Affine(Op):
 
     def non_decreasing(self) -> bool:
         return bool(np.all(self.mul >= 0))
+
+    def float_eval(self, y: np.ndarray) -> np.ndarray:
+        return y * self.mul + self.add
+
+    def slope_sign(self, channels: int) -> np.ndarray:
+        return np.where(np.broadcast_to(self.mul, (channels,)) < 0, -1, 1)
 
     def host_apply(self, x: np.ndarray) -> np.ndarray:
         """y = x*mul + add on a float32 batch (N, C, ...): constants per channel on axis 1."""
@@ -105,6 +115,9 @@ class Relu(Op):
 
     def non_decreasing(self) -> bool:
         return True
+
+    def float_eval(self, y: np.ndarray) -> np.ndarray:
+        return np.maximum(y, 0.0)
 
     def host_apply(self, x: np.ndarray) -> np.ndarray:
         """max(x, 0) on a float32 batch."""
