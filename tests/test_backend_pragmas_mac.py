@@ -17,7 +17,8 @@ from codesign.backend.csim import verify
 from codesign.backend.emit import emit
 from codesign.backend.graph import MVAU
 from codesign.backend.lower import lower_model, network_of
-from codesign.backend.writer import KERNELS_HEADER, _mvau_context
+from codesign.backend.ops.mvau import mvau_context as _mvau_context
+from codesign.backend.writer import KERNELS_HEADER
 from hw_space.design import Design, Hardware, LayerFold
 
 IMPL = {"MacAuto": None, "MacLut": "fabric", "MacDsp": "dsp"}

@@ -16,7 +16,8 @@ from codesign.backend import transforms
 from codesign.backend.csim import CXX_FLAGS, ap_types_dir, compiler
 from codesign.backend.graph import MVAU, IntFmt, ops
 from codesign.backend.lower import lower_model, name_layers, network_of
-from codesign.backend.writer import KERNELS_HEADER, _environment, hardware_thresholds, pack_weights, write_project
+from codesign.backend.ops.mvau import hardware_thresholds, pack_weights
+from codesign.backend.writer import KERNELS_HEADER, _environment, write_project
 from hw_space.design import LayerFold
 
 

@@ -9,4 +9,7 @@ Public entry points (import the modules; this package imports nothing heavy):
 - ``emit.emit(qonnx, out_dir, *, design=None, board=None, test_data=None, samples=None, ...) -> EmitResult``:
   the HLS project, test vectors and reference outputs.
 - ``csim.verify(project, samples=None) -> VerifyResult``: g++ C-simulation, compared bit for bit.
+
+Each hardware op (``ops/``, one module per kind) owns its reference execution, its folding and its HLS
+template; ``graph`` re-exports the ops and the DAG helpers of ``dag``.
 """

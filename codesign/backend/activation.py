@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from codesign.backend.graph import Affine, Op, Quantizer, Relu
+from codesign.backend.ops.base import Op
+from codesign.backend.ops.front import Affine, Quantizer
 from hw_space.errors import CodesignError
 
 
@@ -19,14 +20,7 @@ def eval_chain(chain: list[Op], x: np.ndarray) -> np.ndarray:
     """Apply Affine/Relu ops in float64 to x (channels on the last axis); a final Quantizer gives codes."""
     y = np.asarray(x, dtype=np.float64)
     for item in chain:
-        if isinstance(item, Affine):
-            y = y * item.mul + item.add
-        elif isinstance(item, Relu):
-            y = np.maximum(y, 0.0)
-        elif isinstance(item, Quantizer):
-            y = item.codes(y).astype(np.float64)
-        else:
-            raise CodesignError(f"node {item.name!r} ({item.onnx_op}): not an elementwise op")
+        y = item.float_eval(y)
     return y
 
 
@@ -34,8 +28,7 @@ def slope_sign(chain: list[Op], channels: int) -> np.ndarray:
     """Per channel +1 if the chain is non-decreasing, -1 if non-increasing (0 slopes count as +1)."""
     sign = np.ones(channels, dtype=np.int64)
     for item in chain:
-        if isinstance(item, Affine):
-            sign = sign * np.where(np.broadcast_to(item.mul, (channels,)) < 0, -1, 1)
+        sign = sign * item.slope_sign(channels)
     return sign
 
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from codesign.backend import reference
 from codesign.backend.csim import MANIFEST, VECTORS, write_inputs
-from codesign.backend.graph import MVAU, Affine, Layout, MaxReduce, Relu, chain, op
+from codesign.backend.dag import ops
 from codesign.backend.lower import Lowered, lower
 from codesign.backend.names import is_identifier
 from codesign.backend.writer import DATA, INPUTS_FILE, OUTPUTS_FILE, Project, write_project
@@ -91,17 +91,8 @@ def _manifest(low: Lowered, project: Project, files: list[str], samples: int, ki
     first, last = reference.input_stage(g), reference.output_stage(g)
     q = first.quantizer
     assert q is not None
-    layers = []
-    for key in chain(g):
-        item = op(g, key)
-        if isinstance(item, MVAU):
-            layers.append({"layer": item.layer, "ident": project.idents.get(item.layer, ""), "onnx": item.onnx_op,
-                           "kind": item.kind, "pe": item.pe, "simd": item.simd, "mw": item.mw, "mh": item.mh,
-                           "reps": item.reps, "xnor": item.xnor,
-                           "thresholds": 0 if item.thresholds is None else item.thresholds.shape[1]})
-        elif isinstance(item, MaxReduce):
-            layers.append({"layer": item.layer, "ident": project.idents.get(item.layer, ""), "kind": "maxpool",
-                           "pe": item.pe, "channels": item.channels, "window": item.window, "reps": item.reps})
+    # every stage that is a Design layer describes itself
+    layers = [item.manifest(project.idents.get(item.layer, "")) for item in ops(g) if hasattr(item, "manifest")]
     hw = low.design.hardware
     return {
         "generator": GENERATOR, "version": 1, "top": project.top, "board": hw.board, "clock_mhz": hw.clock_mhz,
@@ -109,7 +100,7 @@ def _manifest(low: Lowered, project: Project, files: list[str], samples: int, ki
         "input": {**project.input.context(), "shape_hwc": list(first.shape), "scale": q.scale.tolist(),
                   "zero_point": q.zero_point, "qmin": q.qmin, "qmax": q.qmax, "bipolar": q.bipolar,
                   "source_shape": list(first.source_shape),
-                  "preprocess": [_describe_pre(p) for p in first.preprocess]},
+                  "preprocess": [p.describe() for p in first.preprocess]},
         "output": {**project.output.context(), "count": last.count, "scale": last.scale.tolist(),
                    "bias": last.bias.tolist()},
         "layers": layers, "samples": samples, "test_data": kind,
@@ -117,15 +108,6 @@ def _manifest(low: Lowered, project: Project, files: list[str], samples: int, ki
                   "inputs": INPUTS_FILE, "reference": REFERENCE_FILE, "vectors": VECTORS, "scripts": scripts,
                   "all": files},
     }
-
-
-def _describe_pre(item: Any) -> dict[str, Any]:
-    if isinstance(item, Affine):
-        return {"op": "affine", "mul": item.mul.tolist(), "add": item.add.tolist()}
-    if isinstance(item, Relu):
-        return {"op": "relu"}
-    assert isinstance(item, Layout) and item.perm is not None
-    return {"op": "layout", "out_shape": list(item.out_shape), "perm": item.perm.reshape(-1).tolist()}
 
 
 def _board(low: Lowered) -> Board:

@@ -27,12 +27,13 @@ graph order. Our FIFO depths map onto these nodes as documented in README.md (`F
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from hw_space.boards import Board
-from hw_space.design import Design
+from hw_space.design import Design, Layer, LayerFold
 from hw_space.errors import CodesignError
 from hw_space.layers import largest_divisor_at_most
 
@@ -103,52 +104,93 @@ def mvau_is_rtl(layer_is_last: bool, wbits: int, in_bits: int) -> bool:
     return layer_is_last and wbits >= 4 and in_bits >= 4
 
 
+class _Nodes:
+    """The FINN node list being built: numbers each op type from 0 in graph order (GiveUniqueNodeNames)."""
+
+    def __init__(self) -> None:
+        self.counters: dict[str, int] = {}
+        self.nodes: list[FinnNode] = []
+
+    def add(self, op_type: str, layer: str, role: str, **attrs: Any) -> FinnNode:
+        k = self.counters.get(op_type, 0)
+        self.counters[op_type] = k + 1
+        node = FinnNode(f"{op_type}_{k}", op_type, layer, role, attrs)
+        self.nodes.append(node)
+        return node
+
+
+def _pool_nodes(out: _Nodes, layer: Layer, ishape: Any, f: LayerFold, listed: bool, in_bits: int, last: bool) -> None:
+    """A max-pool: ConvolutionInputGenerator_rtl (depthwise) + Pool_hls; PE = channels when the design
+    leaves the pool out (the cost model's default_pe)."""
+    pe = f.pe if listed else ishape.channels
+    out.add("ConvolutionInputGenerator_rtl", layer.name, "swg", SIMD=pe)
+    out.add("Pool_hls", layer.name, "pool", PE=pe)
+
+
+def _mvau_node(out: _Nodes, layer: Layer, f: LayerFold, in_bits: int, last: bool) -> None:
+    rtl = mvau_is_rtl(last, layer.weight_bits, in_bits)
+    attrs: dict[str, Any] = {"PE": f.pe, "SIMD": f.simd, "ram_style": RAM_STYLE[f.weight_memory],
+                             "mem_mode": "external" if f.weight_memory == "external" else "internal_decoupled"}
+    if not rtl:
+        attrs["resType"] = RES_TYPE[f.mac]
+    out.add("MVAU_rtl" if rtl else "MVAU_hls", layer.name, "mvau", **attrs)
+
+
+def _conv_nodes(out: _Nodes, layer: Layer, ishape: Any, f: LayerFold, listed: bool, in_bits: int, last: bool) -> None:
+    """A conv: [FMPadding_rtl] ConvolutionInputGenerator_rtl MVAU_*."""
+    swg_simd = f.swg_simd or largest_divisor_at_most(ishape.channels, f.simd)
+    if layer.padding:
+        out.add("FMPadding_rtl", layer.name, "pad", SIMD=swg_simd)
+    out.add("ConvolutionInputGenerator_rtl", layer.name, "swg", SIMD=swg_simd)
+    _mvau_node(out, layer, f, in_bits, last)
+
+
+def _dense_nodes(out: _Nodes, layer: Layer, ishape: Any, f: LayerFold, listed: bool, in_bits: int, last: bool) -> None:
+    """A dense layer: MVAU_*."""
+    _mvau_node(out, layer, f, in_bits, last)
+
+
+@dataclass(frozen=True)
+class FinnLayer:
+    """How FINN builds one of our layer types: its nodes, and what a 1-bit network input before it
+    becomes (a conv: FINN thresholds it in hardware, its XNOR conversion needs that threshold after
+    the sliding window; a dense layer: the flat +-1 vector enters the graph, annotated BIPOLAR)."""
+
+    nodes: Callable[[_Nodes, Layer, Any, LayerFold, bool, int, bool], None]
+    thresholds_bipolar_input: bool = False
+    takes_flat_input: bool = False
+
+
+# our layer types -> their FINN nodes (finn-plus 1.6.1 step_convert_to_hw + SpecializeLayers)
+FINN_LAYERS = {"conv": FinnLayer(_conv_nodes, thresholds_bipolar_input=True),
+               "dense": FinnLayer(_dense_nodes, takes_flat_input=True),
+               "maxpool": FinnLayer(_pool_nodes)}
+
+
 def finn_nodes(design: Design, fifos: list[FifoStage] | None = None) -> list[FinnNode]:
     """The FINN nodes of the design's dataflow partition in stream order, with the attributes of
     folding_config.json (fifos: our simulator's FIFOs in stream order; None: no FIFO attributes).
 
     finn-plus 1.6.1 lowers a conv to [FMPadding_rtl] ConvolutionInputGenerator_rtl MVAU_*, a max-pool
-    to ConvolutionInputGenerator_rtl (depthwise) Pool_hls, a dense layer to MVAU_*; a bipolar last
-    layer or per-channel weight scales leave ElementwiseMul_hls / ElementwiseAdd_hls nodes at the end
-    (float post-processing FINN maps to hardware; not configured here, and not part of our model)."""
+    to ConvolutionInputGenerator_rtl (depthwise) Pool_hls, a dense layer to MVAU_* (FINN_LAYERS); a
+    bipolar last layer or per-channel weight scales leave ElementwiseMul_hls / ElementwiseAdd_hls
+    nodes at the end (float post-processing FINN maps to hardware; not configured here, and not part
+    of our model)."""
     net = design.network
     hw = design.hardware
-    counters: dict[str, int] = {}
-    nodes: list[FinnNode] = []
-
-    def add(op_type: str, layer: str, role: str, **attrs: Any) -> FinnNode:
-        k = counters.get(op_type, 0)
-        counters[op_type] = k + 1
-        node = FinnNode(f"{op_type}_{k}", op_type, layer, role, attrs)
-        nodes.append(node)
-        return node
-
+    out = _Nodes()
     last = len(net.layers) - 1
-    if net.input.bits == 1 and net.layers[0].type == "conv":  # the input quantizer, in hardware (accelerator_model)
+    if net.input.bits == 1 and FINN_LAYERS[net.layers[0].type].thresholds_bipolar_input:
+        # the input quantizer, in hardware (accelerator_model)
         first = hw.fold(net.layers[0].name)
-        add("Thresholding_rtl", "input", "thr", PE=first.swg_simd or largest_divisor_at_most(net.input.channels, first.simd))
+        out.add("Thresholding_rtl", "input", "thr",
+                PE=first.swg_simd or largest_divisor_at_most(net.input.channels, first.simd))
     for j, (layer, (ishape, _)) in enumerate(zip(net.layers, net.shapes())):
-        f = hw.fold(layer.name)
-        if layer.type == "maxpool":
-            pe = f.pe if layer.name in hw.layers else ishape.channels
-            add("ConvolutionInputGenerator_rtl", layer.name, "swg", SIMD=pe)
-            add("Pool_hls", layer.name, "pool", PE=pe)
-            continue
-        if layer.type == "conv":
-            swg_simd = f.swg_simd or largest_divisor_at_most(ishape.channels, f.simd)
-            if layer.padding:
-                add("FMPadding_rtl", layer.name, "pad", SIMD=swg_simd)
-            add("ConvolutionInputGenerator_rtl", layer.name, "swg", SIMD=swg_simd)
-        in_bits = net.input_bits_of(j)
-        rtl = mvau_is_rtl(j == last, layer.weight_bits, in_bits)
-        attrs: dict[str, Any] = {"PE": f.pe, "SIMD": f.simd, "ram_style": RAM_STYLE[f.weight_memory],
-                                 "mem_mode": "external" if f.weight_memory == "external" else "internal_decoupled"}
-        if not rtl:
-            attrs["resType"] = RES_TYPE[f.mac]
-        add("MVAU_rtl" if rtl else "MVAU_hls", layer.name, "mvau", **attrs)
+        FINN_LAYERS[layer.type].nodes(out, layer, ishape, hw.fold(layer.name), layer.name in hw.layers,
+                                      net.input_bits_of(j), j == last)
     if fifos is not None:
-        _map_fifos(nodes, fifos)
-    return nodes
+        _map_fifos(out.nodes, fifos)
+    return out.nodes
 
 
 FIFO_NOTE = """Our simulator (hw_space.simulate.size_fifos) sizes one FIFO after every kernel of our dataflow
@@ -411,7 +453,8 @@ def export_finn(qonnx_path: str | Path, design: Design, board: Board, out_dir: s
     if design.hardware.template != "dataflow":
         raise CodesignError("export-finn: FINN builds the dataflow template only; this design is tiled")
     net = design.network
-    proto, post = accelerator_model(qonnx_path, net.input.bits, first_dense=net.layers[0].type == "dense")
+    proto, post = accelerator_model(qonnx_path, net.input.bits,
+                                    first_dense=FINN_LAYERS[net.layers[0].type].takes_flat_input)
     _check_network(proto, design, str(qonnx_path))
     fifos = fifo_stages(design, board, fifo_depths)
     nodes = finn_nodes(design, fifos)

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import networkx as nx
 
 from codesign.backend import transforms
+from codesign.backend.dag import op, topological
 from codesign.backend.frontend import import_graph, load_qonnx
-from codesign.backend.graph import MVAU, InputStage, MaxReduce, SlidingWindow, chain, op
 from codesign.backend.names import sanitize
+from codesign.backend.ops.base import Node
+from codesign.backend.reference import input_stage
 from hw_space.design import Design, Hardware, InputSpec, Layer, Network
 from hw_space.errors import CodesignError
 
@@ -34,57 +36,44 @@ def lower_model(model: str | Path | Any) -> nx.DiGraph:
     return g
 
 
-def _square(item: MVAU | MaxReduce) -> tuple[int, int, int]:
-    kh, kw = item.kernel
-    sh, sw = item.stride
-    pads = item.pads if isinstance(item, MVAU) else (0, 0, 0, 0)
-    if kh != kw or sh != sw or len(set(pads)) != 1:
-        raise CodesignError(f"node {item.name!r}: kernel {kh}x{kw}, stride {sh}x{sw}, pads {list(pads)}: only square "
-                            "kernels and strides with equal padding on every side can be described as a Design")
-    return kh, sh, pads[0]
+# the Design's default layer names (network_of): prefix per layer type
+LAYER_PREFIX = {"conv": "conv", "dense": "fc", "maxpool": "pool"}
+
+
+def _layer_ops(g: nx.DiGraph) -> list[tuple[str, Any]]:
+    """(key, op) of the stages that are Design layers (they have a layer family), in topological order."""
+    return [(k, op(g, k)) for k in topological(g) if getattr(op(g, k), "layer_family", None)]
 
 
 def network_of(g: nx.DiGraph) -> Network:
-    """The Network the lowered graph computes (default names conv0.., pool0.., fc0..)."""
-    keys = chain(g)
-    first = op(g, keys[0])
-    assert isinstance(first, InputStage)
+    """The Network the lowered graph computes (default names conv0.., pool0.., fc0..): each layer
+    stage describes its own Design layer (to_layer)."""
+    first = input_stage(g)
     h, w, c = first.shape
-    fmt = first.fmt
-    spec = InputSpec(channels=c, height=h, width=w, bits=1 if fmt.bipolar else fmt.bits)
-    hw = [op(g, k) for k in keys if isinstance(op(g, k), (MVAU, MaxReduce))]
-    counters = {"conv": 0, "dense": 0, "maxpool": 0}
-    prefix = {"conv": "conv", "dense": "fc", "maxpool": "pool"}
-    last_compute = max(i for i, item in enumerate(hw) if isinstance(item, MVAU))
+    spec = InputSpec(channels=c, height=h, width=w, bits=first.fmt.code_bits)
+    hw = [item for _, item in _layer_ops(g)]
+    last_compute = max(i for i, item in enumerate(hw) if item.layer_family == "compute")
+    counters: dict[str, int] = {}
     layers = []
     for i, item in enumerate(hw):
-        kind = item.kind if isinstance(item, MVAU) else "maxpool"
-        name = f"{prefix[kind]}{counters[kind]}"
-        counters[kind] += 1
-        if isinstance(item, MaxReduce):
-            k, s, _ = _square(item)
-            layers.append(Layer(name=name, type="maxpool", kernel=k, stride=s))
-            continue
-        act = None
-        if i != last_compute and item.out_fmt is not None:
-            act = 1 if item.out_fmt.bipolar else item.out_fmt.bits
-        if kind == "conv":
-            k, s, p = _square(item)
-            layers.append(Layer(name=name, type="conv", out_channels=item.mh, kernel=k, stride=s, padding=p,
-                                weight_bits=item.weight_bits, act_bits=act))
-        else:
-            layers.append(Layer(name=name, type="dense", out_features=item.mh, weight_bits=item.weight_bits,
-                                act_bits=act))
+        layer = item.to_layer("", i == last_compute)
+        n = counters.get(layer.type, 0)
+        counters[layer.type] = n + 1
+        layers.append(replace(layer, name=f"{LAYER_PREFIX[layer.type]}{n}"))
     return Network(input=spec, layers=tuple(layers))
 
 
+# one line per Design layer type, for messages
+DESCRIBE_LAYER = {
+    "conv": lambda layer: (f"conv, {layer.out_channels} output channels, kernel {layer.kernel}, stride "
+                           f"{layer.stride}, padding {layer.padding}"),
+    "dense": lambda layer: f"dense, {layer.out_features} outputs",
+    "maxpool": lambda layer: f"maxpool, kernel {layer.kernel}, stride {layer.stride}",
+}
+
+
 def _describe(layer: Layer) -> str:
-    if layer.type == "conv":
-        return (f"conv, {layer.out_channels} output channels, kernel {layer.kernel}, stride {layer.stride}, "
-                f"padding {layer.padding}")
-    if layer.type == "dense":
-        return f"dense, {layer.out_features} outputs"
-    return f"maxpool, kernel {layer.kernel}, stride {layer.stride}"
+    return DESCRIBE_LAYER[layer.type](layer)
 
 
 def match_design(g: nx.DiGraph, design: Design, source: str = "design") -> None:
@@ -95,9 +84,9 @@ def match_design(g: nx.DiGraph, design: Design, source: str = "design") -> None:
     if (i_m.channels, i_m.height, i_m.width) != (i_d.channels, i_d.height, i_d.width):
         raise CodesignError(f"network.input: the design takes {i_d.channels}x{i_d.height}x{i_d.width}, the model "
                             f"{i_m.channels}x{i_m.height}x{i_m.width}", source=source)
-    for kind, what in (("compute", "Conv/MatMul/Gemm"), ("maxpool", "MaxPool")):
-        mine = [layer for layer in model.layers if (layer.type == "maxpool") == (kind == "maxpool")]
-        theirs = [layer for layer in net.layers if (layer.type == "maxpool") == (kind == "maxpool")]
+    for kind, what, compute in (("compute", "Conv/MatMul/Gemm", True), ("maxpool", "MaxPool", False)):
+        mine = [layer for layer in model.layers if layer.is_compute == compute]
+        theirs = [layer for layer in net.layers if layer.is_compute == compute]
         if len(mine) != len(theirs):
             raise CodesignError(f"network.layers: the design has {len(theirs)} {kind} layers, the model "
                                 f"{len(mine)} {what} nodes", source=source)
@@ -110,20 +99,14 @@ def match_design(g: nx.DiGraph, design: Design, source: str = "design") -> None:
 
 def name_layers(g: nx.DiGraph, network: Network) -> nx.DiGraph:
     """Give the graph's layers the Network's layer names (i-th conv/dense to i-th MVAU, i-th pool to
-    i-th max-pool); node names become sanitized C identifiers."""
+    i-th max-pool: by layer family, in order); node names become sanitized C identifiers."""
     g = copy.deepcopy(g)
-    compute = iter(layer.name for layer in network.layers if layer.is_compute)
-    pools = iter(layer.name for layer in network.layers if layer.type == "maxpool")
+    names = {"compute": iter(layer.name for layer in network.layers if layer.is_compute),
+             "pool": iter(layer.name for layer in network.layers if not layer.is_compute)}
     taken: set[str] = {"input", "output"}
-    keys = chain(g)
-    for i, key in enumerate(keys):
-        item = op(g, key)
-        if isinstance(item, (MVAU, MaxReduce)):
-            item.layer = next(compute if isinstance(item, MVAU) else pools)
-            item.name = sanitize(item.layer, taken)
-            prev = op(g, keys[i - 1])
-            if isinstance(prev, SlidingWindow):
-                prev.name = sanitize(f"{item.name}_swg", taken)
+    for key, item in _layer_ops(g):
+        layer = next(names[item.layer_family])
+        item.take_layer(layer, sanitize(layer, taken), Node(g, key), taken)
     return g
 
 

@@ -1,37 +1,40 @@
-"""The integer reference: a NumPy executor of the lowered graph, the oracle for C-simulation."""
+"""The integer reference: a NumPy executor of the lowered graph, the oracle for C-simulation.
+
+It walks the graph in topological order and calls each op's `execute` on the values of its
+producers (by input port); it knows no op kinds."""
 
 from __future__ import annotations
 
 import networkx as nx
 import numpy as np
 
-from codesign.backend import activation
-from codesign.backend.graph import (
-    MVAU,
-    Affine,
-    InputStage,
-    IntFmt,
-    Layout,
-    MaxReduce,
-    OutputStage,
-    Relu,
-    Sink,
-    SlidingWindow,
-    WidthConverter,
-    chain,
-    op,
-)
+from codesign.backend.dag import op, producers, sinks, sources, topological
+from codesign.backend.formats import IntFmt
+from codesign.backend.ops.base import Values
+from codesign.backend.ops.io import InputStage, OutputStage
+from codesign.backend.ops.mvau import mvau_acc
+from codesign.backend.ops.swg import SlidingWindow
 from hw_space.errors import CodesignError
+
+__all__ = ["input_codes", "input_stage", "logits", "mvau_acc", "output_stage", "random_codes", "run"]
+
+
+def _single(keys: list[str], what: str) -> str:
+    if len(keys) != 1:
+        raise CodesignError(f"the accelerator must have exactly one {what}, found {len(keys)}")
+    return keys[0]
 
 
 def input_stage(g: nx.DiGraph) -> InputStage:
-    first = op(g, chain(g)[0])
+    """The accelerator's input adapter (the graph's one source)."""
+    first = op(g, _single(sources(g), "input"))
     assert isinstance(first, InputStage)
     return first
 
 
 def output_stage(g: nx.DiGraph) -> OutputStage:
-    last = op(g, chain(g)[-1])
+    """The accelerator's output adapter (the graph's one sink)."""
+    last = op(g, _single(sinks(g), "output"))
     assert isinstance(last, OutputStage)
     return last
 
@@ -48,20 +51,9 @@ def input_codes(g: nx.DiGraph, x: np.ndarray) -> np.ndarray:
             raise CodesignError(f"test inputs have shape {list(x.shape[1:])}; the model takes {list(want)}")
         x = x.reshape((len(x),) + want)
     for pre in stage.preprocess:
-        if isinstance(pre, Affine):
-            x = x * _along_axis1(pre.mul, x.ndim) + _along_axis1(pre.add, x.ndim)
-        elif isinstance(pre, Relu):
-            x = np.maximum(x, np.float32(0))
-        else:
-            assert isinstance(pre, Layout) and pre.perm is not None
-            x = x.reshape(len(x), -1)[:, pre.perm.reshape(-1)].reshape((len(x),) + tuple(pre.out_shape[1:]))
+        x = pre.host_apply(x)
     channels_last = np.moveaxis(x, 1, -1)
     return stage.quantizer.codes(channels_last).reshape(len(x), -1)
-
-
-def _along_axis1(c: np.ndarray, ndim: int) -> np.ndarray:
-    c = np.asarray(c, dtype=np.float32).reshape(-1)
-    return c.reshape((1, -1) + (1,) * (ndim - 2)) if c.size > 1 else c
 
 
 def random_codes(g: nx.DiGraph, samples: int, seed: int = 0) -> np.ndarray:
@@ -77,62 +69,31 @@ def random_codes(g: nx.DiGraph, samples: int, seed: int = 0) -> np.ndarray:
 
 
 def _windows(x: np.ndarray, swg: SlidingWindow) -> np.ndarray:
-    """(N, H, W, C) values -> (N, OH, OW, KH*KW*C) windows, zero padded, (kh, kw, c) order."""
-    t, l, b, r = swg.pads
-    x = np.pad(x, ((0, 0), (t, b), (l, r), (0, 0)))
-    kh, kw = swg.kernel
-    sh, sw = swg.stride
-    oh, ow = swg.ofm
-    parts = [x[:, i:i + sh * (oh - 1) + 1:sh, j:j + sw * (ow - 1) + 1:sw, :] for i in range(kh) for j in range(kw)]
-    return np.concatenate(parts, axis=-1)
-
-
-def mvau_acc(item: MVAU, x: np.ndarray) -> np.ndarray:
-    """Exact integer accumulators (N, reps..., MH) of an MVAU on value inputs (..., MW)."""
-    assert item.weights is not None
-    # float64 products and sums are exact while every partial sum stays below 2^53
-    acc = x.astype(np.float64) @ item.weights.T.astype(np.float64)
-    return np.rint(acc).astype(np.int64)
+    """(N, H, W, C) values -> (N, OH, OW, KH*KW*C) windows (SlidingWindow.windows)."""
+    return swg.windows(x)
 
 
 def run(g: nx.DiGraph, codes: np.ndarray, trace: bool = False) -> np.ndarray | tuple[np.ndarray, dict]:
-    """Execute the graph on input codes (N, elements); returns output codes (N, count) and, with
-    trace, the values after every node (keyed by node)."""
+    """Execute the graph on input codes (N, elements); returns the sink's output codes (N, count) and,
+    with trace, the values after every node (keyed by node)."""
     codes = np.asarray(codes, dtype=np.int64)
-    n = len(codes)
-    values: np.ndarray = codes
-    fmt = IntFmt(1, False)
-    seen: dict[str, np.ndarray] = {}
-    for key in chain(g):
+    out: dict[str, Values] = {}
+    waiting = {k: g.out_degree(k) for k in g.nodes}  # consumers still to run, per node
+    for key in topological(g):
         item = op(g, key)
-        if isinstance(item, InputStage):
-            h, w, c = item.shape
-            fmt = item.fmt
-            values = fmt.decode(codes).reshape(n, h, w, c)
-        elif isinstance(item, SlidingWindow):
-            values = _windows(values.reshape((n,) + item.ifm), item)
-            fmt = item.out_fmt
-        elif isinstance(item, MVAU):
-            acc = mvau_acc(item, values.reshape(n, -1, item.mw))
-            if item.thresholds is None:
-                values, fmt = acc, item.acc_fmt
-            else:
-                assert item.out_fmt is not None
-                out = activation.apply_thresholds(acc, item.thresholds, item.out_offset)
-                values, fmt = item.out_fmt.decode(out), item.out_fmt
-        elif isinstance(item, MaxReduce):
-            values = values.reshape(n, item.reps, item.window, item.channels).max(axis=2)
-        elif isinstance(item, WidthConverter):
-            pass
-        elif isinstance(item, (OutputStage, Sink)):  # a Sink ends partly lowered graphs in tests
-            values = fmt.encode(values).reshape(n, -1)
-        else:
+        if not hasattr(item, "execute"):
             raise TypeError(f"not a hardware layer: {type(item).__name__}")
-        if trace:
-            seen[key] = values
+        feeds = producers(g, key)
+        ins = [out[k] for k in feeds] or [Values(codes, IntFmt(1, False))]
+        out[key] = item.execute(ins)
+        for k in feeds:  # without a trace, keep only what a consumer still needs
+            waiting[k] -= 1
+            if not trace and waiting[k] == 0:
+                del out[k]
+    result = out[_single(sinks(g), "output")].values
     if trace:
-        return values, seen
-    return values
+        return result, {k: v.values for k, v in out.items()}
+    return result
 
 
 def logits(g: nx.DiGraph, out_codes: np.ndarray) -> np.ndarray:

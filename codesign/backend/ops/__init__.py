@@ -1,0 +1,28 @@
+"""The ops of the dataflow graph, one module per hardware op (each owns its reference execution,
+its folding and its HLS template): io, swg, mvau, maxreduce, dwc; front-end float ops in front."""
+
+from codesign.backend.ops.base import (
+    HardwareOp,
+    Node,
+    Op,
+    StageTemplate,
+    StageView,
+    Values,
+    register_template,
+    template_of,
+)
+from codesign.backend.ops.dwc import WidthConverter
+from codesign.backend.ops.front import Affine, Conv, Layout, MatMul, MaxPool, Quantizer, Relu, Sink, Source
+from codesign.backend.ops.io import InputStage, OutputStage, StreamPort
+from codesign.backend.ops.maxreduce import MaxReduce
+from codesign.backend.ops.mvau import MVAU
+from codesign.backend.ops.swg import PoolWindow, SlidingWindow
+
+# Hardware layers (stream stages): in_elems / out_elems are the elements per word they read / write,
+# stream_fmt the format and frame_elems the number of the elements they write per frame.
+HARDWARE_OPS = (InputStage, SlidingWindow, MVAU, MaxReduce, WidthConverter, OutputStage)
+
+__all__ = ["HARDWARE_OPS", "MVAU", "Affine", "Conv", "HardwareOp", "InputStage", "Layout", "MatMul", "MaxPool",
+           "MaxReduce", "Node", "Op", "OutputStage", "PoolWindow", "Quantizer", "Relu", "Sink", "SlidingWindow",
+           "Source", "StageTemplate", "StageView", "StreamPort", "Values", "WidthConverter", "register_template",
+           "template_of"]
