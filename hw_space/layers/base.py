@@ -12,7 +12,7 @@ of `hw_space.fold_axes`: a stage is legal where every FoldAxis it offers is.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from enum import Enum
 from typing import Any, ClassVar
 
@@ -94,8 +94,15 @@ class FoldArrays:
         return cls(**values)
 
     def with_(self, **columns: Any) -> FoldArrays:
-        """The same bundle with some columns replaced."""
-        return replace(self, **columns)
+        """The same bundle with some columns replaced (dataclasses.replace without re-running
+        __init__: the model makes a few per stage and evaluation, so this is on the hot path)."""
+        unknown = columns.keys() - self.__dict__.keys()
+        if unknown:
+            raise TypeError(f"FoldArrays has no column {', '.join(sorted(unknown))}")
+        new = object.__new__(FoldArrays)
+        new.__dict__.update(self.__dict__)
+        new.__dict__.update(columns)
+        return new
 
     @property
     def n(self) -> int:
