@@ -126,6 +126,7 @@ class HwKind(ABC):
     for the legality message) and `STYLES` (the LayerFold style fields it reads).
     """
 
+    name: str  # a dataclass field (or class attribute) of every subclass
     kind: ClassVar[str]
     template: ClassVar[str]
     role: ClassVar[Role] = Role.KERNEL
@@ -203,5 +204,3 @@ class HwKind(ABC):
     def summary(self, d: dict[str, int], width: int) -> dict[str, Any]:
         """The per-design report's pe, simd, shape (None: the layer's) and depth of this stage."""
         return {}
-
-    name: str  # a dataclass field of every subclass
