@@ -6,9 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from hw_space.boards import Board, load_board
 from hw_space.design import Design
-from hw_space.model import DEFAULT_MAX_UTIL, RESOURCE_NAMES, BatchResult, design_arrays, evaluate_design
+from hw_space.model import DEFAULT_MAX_UTIL, RESOURCE_NAMES, BatchResult, evaluate_design
 from hw_space.widths import AP_INT_MAX_W, too_wide
 
 
@@ -122,25 +124,15 @@ def estimate(design: Design, board: Board | None = None, max_util: float = DEFAU
         sim = size_fifos(design, board)
     result = evaluate_design(design, board, max_util, target_fps, fifo_depths=None if sim is None else [sim.depths])
     hw = design.hardware
-    arrays = design_arrays(design)
-    index = {l.name: j for j, l in enumerate(design.network.layers)}
     layers = []
     for st in result.stages:
         if not bool(st.active[0]):
             continue  # a width converter (and its FIFO) that this folding does not need
-        pe = simd = depth = None
-        shape = _shape_text(design, st.layer)
-        if st.kind == "fifo":
-            depth = int(st.detail["depth"][0])
-            shape = f"{depth} x {int(st.width[0])} bits"
-        elif st.kind == "dwc":
-            shape = f"{int(st.detail['in_elems'][0])} -> {int(st.detail['out_elems'][0])} per word"
-        elif st.kind == "swg":
-            simd = int(st.detail["simd"][0])
-        elif st.layer in index and hw.template == "dataflow" and st.kind in ("mvau", "pool", "pool_rows"):
-            j = index[st.layer]
-            pe = int(arrays["pe"][j])
-            simd = int(arrays["simd"][j]) if st.kind == "mvau" else None
+        # the stage's kind says which of pe, simd, shape and depth it reports
+        d = {k: (v if isinstance(v, str) else int(np.asarray(v).reshape(-1)[0])) for k, v in st.detail.items()}
+        shown = st.op.summary(d, int(st.width[0])) if st.op is not None else {}
+        pe, simd, depth = shown.get("pe"), shown.get("simd"), shown.get("depth")
+        shape = shown.get("shape") or _shape_text(design, st.layer)
         layers.append(LayerEstimate(
             name=st.name, layer=st.layer, kind=st.kind, template=st.template, cycles=int(st.cycles[0]),
             resources={k: int(v[0]) for k, v in st.res.as_dict().items()}, pe=pe, simd=simd, shape=shape,

@@ -19,7 +19,9 @@ import numpy as np
 from hw_space.boards import Board
 from hw_space.design import Design, Engine, LayerFold, Network
 from hw_space.errors import CodesignError
-from hw_space.layers import MAC_AUTO, MAC_DSP, MAC_LUT
+from hw_space.fold_axes import divisors as divisors  # re-exported: the one divisor list
+from hw_space.layers import MAC_AUTO, MAC_DSP, MAC_LUT, Role
+from hw_space.lowering import fold_specs
 from hw_space.memory import AUTO, BRAM, LUTRAM, URAM
 from hw_space.model import DEFAULT_MAX_UTIL, RESOURCE_NAMES, BatchResult, CostModel
 
@@ -38,38 +40,24 @@ def _stage_sum(stages, k: str):
     return sum(st.res.LUTRAM if k == "LUTRAM" else st.res.as_dict()[k] for st in stages)
 
 
-def divisors(n: int) -> list[int]:
-    """All positive divisors of n, ascending."""
-    small = [d for d in range(1, int(n ** 0.5) + 1) if n % d == 0]
-    return sorted(set(small + [n // d for d in small]))
-
-
 def legal_folds(network: Network) -> dict[str, tuple[list[int], list[int]]]:
-    """Legal (PE values, SIMD values) per layer: PE divides the output channels, the MVAU's SIMD
-    divides K*K*Cin of a conv (as in FINN: the sliding window has its own SIMD, a divisor of Cin,
-    and a width converter joins the two) or the input features of a dense layer; a max-pool has
-    PE only (divisors of its channels)."""
-    out: dict[str, tuple[list[int], list[int]]] = {}
-    for layer, (ishape, _) in zip(network.layers, network.shapes()):
-        if layer.type == "conv":
-            out[layer.name] = (divisors(layer.out_channels), divisors(layer.kernel * layer.kernel * ishape.channels))
-        elif layer.type == "dense":
-            out[layer.name] = (divisors(layer.out_features), divisors(ishape.size))
-        else:
-            out[layer.name] = (divisors(ishape.channels), [1])
-    return out
+    """Legal (PE values, SIMD values) per layer, from the folding axes of the kinds it lowers to
+    (hw_space.lowering): PE divides the output channels, the MVAU's SIMD divides K*K*Cin of a conv
+    (as in FINN: the sliding window has its own SIMD, a divisor of Cin, and a width converter joins
+    the two) or the input features of a dense layer; a max-pool has PE only (divisors of its
+    channels)."""
+    return {layer.name: (spec.values("pe"), spec.values("simd"))
+            for layer, spec in zip(network.layers, fold_specs(network))}
 
 
 class _LayerOptions:
     """Every option of one layer with its stage cycles and resources (arrays over options)."""
 
     def __init__(self, model: CostModel, j: int, mem_styles: list[int], mac_styles: list[int]):
-        layer = model.network.layers[j]
-        pes, simds = legal_folds(model.network)[layer.name]
-        if layer.is_compute:
-            grid = np.array(np.meshgrid(pes, simds, mem_styles, mac_styles, indexing="ij")).reshape(4, -1)
-        else:
-            grid = np.array(np.meshgrid(pes, [1], [AUTO], [MAC_AUTO], indexing="ij")).reshape(4, -1)
+        spec = model.fold_specs[j]
+        mems = mem_styles if "weight_memory" in spec.styles else [AUTO]
+        macs = mac_styles if "mac" in spec.styles else [MAC_AUTO]
+        grid = np.array(np.meshgrid(spec.values("pe"), spec.values("simd"), mems, macs, indexing="ij")).reshape(4, -1)
         self.pe, self.simd, self.mem, self.mac = grid
         n = self.pe.size
         cols = {k: np.tile(model.default_pe if k == "pe" else np.full(model.L, v), (n, 1))
@@ -102,7 +90,7 @@ class _LayerOptions:
 def _owner(model: CostModel, st) -> int:
     """The layer whose folding a stage depends on: its own layer, the first layer for the input
     adapter and the last for the output adapter (their words are that layer's); -1: none."""
-    if st.kind == "shell":
+    if st.op is not None and st.op.role is Role.FIXED:
         return -1
     if st.layer == "input":
         return 0
@@ -127,13 +115,10 @@ def _dataflow_options(model: CostModel) -> list[_LayerOptions]:
 
 
 def _apply_dataflow(design: Design, options: list[_LayerOptions], picks: list[int]) -> Design:
-    folds: dict[str, LayerFold] = {}
-    for layer, opt, k in zip(design.network.layers, options, picks):
-        if layer.is_compute:
-            folds[layer.name] = LayerFold(pe=int(opt.pe[k]), simd=int(opt.simd[k]),
-                                          weight_memory=_MEM_NAMES[int(opt.mem[k])], mac=_MAC_NAMES[int(opt.mac[k])])
-        else:
-            folds[layer.name] = LayerFold(pe=int(opt.pe[k]))
+    # a layer without SIMD or styles (a max-pool) has options at their defaults: LayerFold(pe=...)
+    folds = {layer.name: LayerFold(pe=int(opt.pe[k]), simd=int(opt.simd[k]), weight_memory=_MEM_NAMES[int(opt.mem[k])],
+                                   mac=_MAC_NAMES[int(opt.mac[k])])
+             for layer, opt, k in zip(design.network.layers, options, picks)}
     return design.with_hardware(template="dataflow", layers=folds, engine=None)
 
 
@@ -235,9 +220,8 @@ def greedy_fold(design: Design, board: Board, max_util: float = DEFAULT_MAX_UTIL
             pe, simd, current = p, s, trial
         else:
             frozen[j] = True
-    layers = {}
-    for j, layer in enumerate(design.network.layers):
-        layers[layer.name] = LayerFold(pe=int(pe[j]), simd=int(simd[j])) if layer.is_compute else LayerFold(pe=int(pe[j]))
+    # a layer without SIMD (a max-pool) keeps simd = 1, the default: LayerFold(pe=...)
+    layers = {layer.name: LayerFold(pe=int(pe[j]), simd=int(simd[j])) for j, layer in enumerate(design.network.layers)}
     return design.with_hardware(template="dataflow", layers=layers, engine=None)
 
 
@@ -250,11 +234,10 @@ def _pow2_upto(n: int) -> list[int]:
 
 
 def _fold_tiled(design: Design, model: CostModel, target_cycles: int | None) -> Design | None:
-    net = design.network
-    max_m = max(l.out_channels or l.out_features for l in net.compute_layers)
-    max_n = max(i.channels if l.type == "conv" else i.size for l, (i, _) in zip(net.layers, net.shapes()) if l.is_compute)
-    max_r = max(i.height + 2 * l.padding for l, (i, _) in zip(net.layers, net.shapes()) if l.type == "conv") \
-        if any(l.type == "conv" for l in net.layers) else 1
+    extents = [kind.extent() for _, kind in model.tiled_layers]
+    max_m = max(e.mh for e in extents)
+    max_n = max(e.n for e in extents)
+    max_r = max(e.rows for e in extents)
     tm_opts = [v for v in _pow2_upto(max_m) if v <= 256]
     tn_opts = [v for v in _pow2_upto(max_n) if v <= 128]
     tr_opts = _pow2_upto(max_r)

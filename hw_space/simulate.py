@@ -3,8 +3,9 @@
 Every kernel the HLS writer emits (hls_templates/kernels.h.j2) is one pipelined loop with II=1: one
 iteration per cycle unless it is blocked, at most one read and one write per iteration. Which
 iterations read and which write follows from the loop structure alone (the idea of FINN's
-characteristic functions, FINN PR #1185); `kernel_schedule` reproduces them per frame as two boolean
-arrays. `run_chain` plays the kernels as a chain with bounded FIFOs, frame after frame:
+characteristic functions, FINN PR #1185); each hardware kind gives them per frame as two boolean
+arrays (HwKind.schedule over hw_space.schedules, reached by `kernel_schedule`). `run_chain` plays
+the kernels as a chain with bounded FIFOs, frame after frame:
 
 * an iteration that reads needs its input FIFO non-empty at the start of the cycle, one that writes
   needs its output FIFO below its depth at the start of the cycle; FIFO updates apply at the end of
@@ -37,7 +38,6 @@ from __future__ import annotations
 import time
 from bisect import bisect_right
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -45,15 +45,15 @@ import numpy as np
 from hw_space.boards import Board
 from hw_space.design import Design
 from hw_space.errors import CodesignError
-from hw_space.layers import Fifo
+from hw_space.layers import Fifo, Role
 from hw_space.model import BatchResult, CostModel
+from hw_space.schedules import gearbox_flags, max_pool_axis_flags, mvau_flags, sliding_window_flags
 
 DEFAULT_FRAMES = 3
 MIN_DEPTH = 2  # the smallest depth that sustains one word per cycle (Vitis HLS's default stream depth)
 II_TOLERANCE = 0.01  # the sized depths must reach the analytical II within this fraction
 SHRINK_PROBES = 24  # bounded simulations the shrinking step of size_fifos may run
 
-KERNEL_KINDS = ("io", "dwc", "swg", "mvau", "pool_rows", "pool")
 READ, WRITE = 1, 2
 
 
@@ -81,89 +81,6 @@ class KernelSchedule:
         return int(np.count_nonzero(self.writes))
 
 
-def _frozen(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
-    for a in arrays:
-        a.setflags(write=False)
-    return arrays
-
-
-@lru_cache(maxsize=256)
-def gearbox_flags(total: int, n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
-    """The gearbox kernel (I/O adapters and width converters): `total` elements from words of n_in
-    to words of n_out. Its loop, iteration by iteration: read a word when `left > 0 && have < OUT`,
-    write one when `have >= OUT || (left == 0 && have > 0)`."""
-    total, n_in, n_out = int(total), max(int(n_in), 1), max(int(n_out), 1)
-    reads: list[bool] = []
-    writes: list[bool] = []
-    have, left = 0, total
-    while left > 0 or have > 0:
-        r = left > 0 and have < n_out
-        if r:
-            n = min(left, n_in)
-            have, left = have + n, left - n
-        w = have >= n_out or (left == 0 and have > 0)
-        if w:
-            have = max(have - n_out, 0)
-        reads.append(r)
-        writes.append(w)
-    return _frozen(np.array(reads, dtype=bool), np.array(writes, dtype=bool))
-
-
-@lru_cache(maxsize=256)
-def sliding_window_flags(h: int, w: int, c: int, k: int, stride: int, pad: int, simd: int) -> tuple[np.ndarray, np.ndarray]:
-    """The sliding-window generator on the PADDED map h x w (`pad` on every side), c channels, a
-    k x k kernel, SIMD channels per word. A fill phase of k padded rows, then one phase per output
-    row, max(OW*K*K*CF, S*WP*CF) iterations each: it reads the next `stride` padded rows (a read on
-    real pixels only; padding slots take an iteration but read nothing) while it emits the row's
-    windows in the first OW*K*K*CF iterations."""
-    cf = c // simd
-    row = w * cf  # read slots per padded row
-    oh = (h - k) // stride + 1
-    ow = (w - k) // stride + 1
-    fill = k * row
-    emit = ow * k * k * cf
-    phase = max(emit, stride * row)
-    t = np.arange(fill + oh * phase, dtype=np.int64)
-    q = np.where(t < fill, -1, (t - fill) // phase)  # phase of the iteration (-1: the fill)
-    p = np.where(t < fill, t, (t - fill) % phase)  # iteration within the phase
-    # phase q may read rows up to limit(q) = min(K + (q + 1) * S, HP); it starts where q - 1 stopped
-    limit_hi = np.minimum(k + (q + 1) * stride, h)
-    limit_lo = np.where(q < 0, 0, np.minimum(k + q * stride, h))
-    slot_read = np.where(q < 0, True, p < (limit_hi - limit_lo) * row)
-    slot = np.cumsum(slot_read) - 1  # padded-map slot (row, column, channel fold) of each read
-    r_row, r_col = slot // row, (slot % row) // cf
-    real = (r_row >= pad) & (r_row < h - pad) & (r_col >= pad) & (r_col < w - pad)
-    return _frozen(slot_read & real, (q >= 0) & (p < emit))
-
-
-@lru_cache(maxsize=256)
-def mvau_flags(mw: int, mh: int, reps: int, pe: int, simd: int, cycles: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """The MVAU: REPS * NF * SF iterations (SF = MW/SIMD, NF = MH/PE); reads a word while nf == 0,
-    writes one when sf == SF - 1. With `cycles` above that count (weights streamed from external
-    memory, slower than the compute loop) the iterations are spread evenly over `cycles`."""
-    sf, nf = mw // simd, mh // pe
-    t = np.arange(reps * nf * sf, dtype=np.int64)
-    reads = (t // sf) % nf == 0
-    writes = t % sf == sf - 1
-    if cycles is not None and cycles > len(t):
-        at = (t * cycles) // max(len(t), 1)
-        r, w = np.zeros(cycles, dtype=bool), np.zeros(cycles, dtype=bool)
-        r[at], w[at] = reads, writes
-        reads, writes = r, w
-    return _frozen(reads, writes)
-
-
-@lru_cache(maxsize=256)
-def max_pool_axis_flags(outer: int, n: int, inner: int, k: int, stride: int) -> tuple[np.ndarray, np.ndarray]:
-    """One max-pool pass (max_pool_axis): OUTER * N * INNER iterations, a read in each, a write when
-    position n closes a window (n = start + K - 1, start a multiple of S, start / S < ON)."""
-    on = (n - k) // stride + 1
-    t = np.arange(outer * n * inner, dtype=np.int64)
-    start = (t // inner) % n - k + 1
-    writes = (start >= 0) & (start % stride == 0) & (start // stride < on)
-    return _frozen(np.ones(len(t), dtype=bool), writes)
-
-
 def _at(value: Any, index: int = 0) -> int:
     """Entry `index` of a per-design array (or the scalar itself)."""
     a = np.asarray(value).reshape(-1)
@@ -171,25 +88,12 @@ def _at(value: Any, index: int = 0) -> int:
 
 
 def kernel_schedule(stage, index: int = 0) -> KernelSchedule:
-    """The per-frame schedule of one kernel stage of a BatchResult (design `index` of the batch)."""
+    """The per-frame schedule of one kernel stage of a BatchResult (design `index` of the batch):
+    the stage's hardware kind replays its loop (HwKind.schedule, hw_space.schedules)."""
+    if stage.op is None or stage.op.role is not Role.KERNEL:
+        raise ValueError(f"{stage.name}: stage kind {stage.kind!r} is not a stream kernel")
     d = {key: (v if isinstance(v, str) else _at(v, index)) for key, v in stage.detail.items()}
-    kind = stage.kind
-    if kind == "io":
-        if stage.name == "output":
-            flags = gearbox_flags(d["total"], d["elems"], d["per_word"])
-        else:
-            flags = gearbox_flags(d["total"], d["per_word"], d["elems"])
-    elif kind == "dwc":
-        flags = gearbox_flags(d["total"], d["in_elems"], d["out_elems"])
-    elif kind == "swg":
-        flags = sliding_window_flags(d["h"], d["w"], d["c"], d["k"], d["stride"], d["pad"], d["simd"])
-    elif kind == "mvau":
-        flags = mvau_flags(d["mw"], d["mh"], d["reps"], d["pe"], d["simd"], _at(stage.cycles, index))
-    elif kind in ("pool_rows", "pool"):
-        flags = max_pool_axis_flags(d["outer"], d["n"], d["inner"], d["k"], d["stride"])
-    else:
-        raise ValueError(f"{stage.name}: stage kind {kind!r} is not a stream kernel")
-    return KernelSchedule(stage.name, kind, *flags)
+    return KernelSchedule(stage.name, stage.kind, *stage.op.schedule(d, _at(stage.cycles, index)))
 
 
 # ---------------------------------------------------------------- the chain
@@ -239,7 +143,8 @@ def build_chain(result: BatchResult, index: int = 0) -> Chain:
     pending_fifo = False  # the last kernel's FIFO is still to come
     for st in result.stages:
         active = bool(_at(st.active, index))
-        if st.kind == "fifo":
+        role = st.op.role if st.op is not None else Role.FIXED
+        if role is Role.FIFO:
             if active:
                 if not pending_fifo:
                     raise ValueError(f"{st.name}: a FIFO that no kernel writes")
@@ -249,9 +154,9 @@ def build_chain(result: BatchResult, index: int = 0) -> Chain:
                 model_depths.append(_at(st.detail["depth"], index))
                 pending_fifo = False
             fifo_count += 1
-        elif st.kind in ("tiled", "engine"):
+        elif role is Role.SEQUENTIAL:
             raise CodesignError(_TILED)
-        elif st.kind in KERNEL_KINDS and active:
+        elif role is Role.KERNEL and active:
             if pending_fifo:
                 raise ValueError(f"{st.name}: no FIFO between it and {kernels[-1].name}")
             kernels.append(kernel_schedule(st, index))
