@@ -103,6 +103,7 @@ class CostModel:
                  max_util: float = DEFAULT_MAX_UTIL, target_fps: float | None = None):
         if not 0 < max_util <= 1:
             raise ValueError(f"max_util must be in (0, 1], got {max_util}")
+        network.require_chain("the cost model")  # stream order is layer order (one stream per layer)
         self.network = network
         self.board = board
         self.clock_mhz = float(clock_mhz or board.clock_mhz)

@@ -17,6 +17,7 @@ from hw_space.errors import CodesignError
 from hw_space.estimate import estimate
 from hw_space.fold_axes import FoldAxis
 from hw_space.folding import legal_folds
+from hw_space.layer_kinds import LAYER_KINDS, MaxPoolKind
 from hw_space.layers import (
     MVAU,
     FoldArrays,
@@ -63,7 +64,13 @@ def test_the_dataflow_lowering_of_each_layer_type():
     assert pool_spec.values("simd") == [1] and dense_spec.values("simd") == [1, 2, 4, 8, 16, 32, 64]
 
 
-def test_a_layer_type_without_lowering_is_refused_in_one_line():
+def test_a_layer_type_without_lowering_is_refused_in_one_line(monkeypatch):
+    # a network layer kind registered without hardware stages (hw_space.layer_kinds) reaches the
+    # cost model, which names the missing lowering
+    class AvgPoolKind(MaxPoolKind):
+        type, prefix = "avgpool", "avg"
+
+    monkeypatch.setitem(LAYER_KINDS, "avgpool", AvgPoolKind())
     net = Network(InputSpec(1, 4, 4, 8), (Layer("x0", "avgpool", kernel=2, stride=2),
                                           Layer("fc0", "dense", out_features=2, weight_bits=2)))
     with pytest.raises(CodesignError, match=r"^layer x0: type 'avgpool' has no dataflow lowering; known: conv, dense, maxpool$"):

@@ -126,6 +126,7 @@ def lower(model: str | Path | Any, design: Design | None = None, board: str | No
     for `board`."""
     g = lower_model(model)
     if design is not None:
+        design.network.require_chain("codesign emit (the HLS backend)")
         match_design(g, design, design_source)
         if design.hardware.template != "dataflow":
             raise CodesignError(f"hardware.template: {design.hardware.template!r}; emit writes the dataflow "
