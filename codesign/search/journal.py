@@ -2,7 +2,7 @@
 checkpoint (`controller.pt`), so a search killed at any moment resumes without redoing work.
 
 The journal is the run's one source of truth: a resumed search rebuilds its strategy by replaying
-it (codesign.strategies.Study.restore), so the checkpoint is a snapshot that may lag behind the
+it (codesign.search.study.Study.restore), so the checkpoint is a snapshot that may lag behind the
 journal without harm. The checkpoint holds tensors and plain values only and is read with
 `torch.load(weights_only=True)`: a run folder from elsewhere can never make us execute a pickle."""
 
@@ -43,7 +43,7 @@ class TrialRecord:
     reason: str = ""
     timestamp: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
-    # what a resumed run replays to rebuild the strategy (codesign.strategies.Study.restore): "batch"
+    # what a resumed run replays to rebuild the strategy (codesign.search.study.Study.restore): "batch"
     # [number of the batch's first candidate, candidates asked in it], "asked" the proposal as the
     # strategy made it, "calls" the calls [method, args, kwargs] the cost model made on the strategy
     replay: dict[str, Any] = field(default_factory=dict)

@@ -1,15 +1,10 @@
-"""Search strategies behind one narrow ask/tell interface, and the Study loop that drives one.
-
-A strategy proposes token sequences (`ask`), redraws only the hardware decisions of a proposal
-when the cost model rejects it (`resample_hardware`), learns from results (`tell`) and saves and
-restores all its state, random generators included (`state_dict` / `load_state_dict`). The Study
-asks, has the Evaluator cost / train / score the proposals, journals them, tells and checkpoints; a
-resumed Study rebuilds its strategy by replaying the journal (`Study.restore`).
+"""The Study loop that drives one search strategy: ask, have the Evaluator cost / train / score the
+proposals, journal them, tell and checkpoint; a resumed Study rebuilds its strategy by replaying the
+journal (`Study.restore`).
 """
 
 from __future__ import annotations
 
-import math
 import signal
 import sys
 import threading
@@ -21,280 +16,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from codesign.journal import Journal, TrialRecord, save_state
-from codesign.pareto import crowding_distance, non_dominated_sort, pareto_mask
-from codesign.space import SearchSpace
+from codesign.search.journal import Journal, TrialRecord, save_state
+from codesign.search.pareto import pareto_mask
+from codesign.search.strategies import Strategy
 from hw_space.errors import CodesignError
-
-STRATEGIES = ("rl", "random", "evolution")
-RL_MODES = ("combined", "phase", "separate")
-
-
-class Strategy(Protocol):
-    """What the Study needs from a search strategy."""
-
-    name: str
-
-    def ask(self) -> list[int]: ...
-
-    def resample_hardware(self, tokens: list[int], n: int) -> list[list[int]]: ...
-
-    def tell(self, tokens: list[int], reward: float, objectives: dict[str, float] | None = None) -> None: ...
-
-    def state_dict(self) -> dict[str, Any]: ...
-
-    def load_state_dict(self, state: dict[str, Any]) -> None: ...
-
-
-# ---------------------------------------------------------------- random search
-
-class RandomStrategy:
-    """Uniform random tokens: the baseline every other strategy must beat."""
-
-    name = "random"
-
-    def __init__(self, space: SearchSpace, seed: int = 0):
-        self.space = space
-        self.rng = np.random.default_rng(seed)
-
-    def ask(self) -> list[int]:
-        return self.space.sample(self.rng)
-
-    def resample_hardware(self, tokens: list[int], n: int) -> list[list[int]]:
-        return [self.space.resample_hardware(tokens, self.rng) for _ in range(n)]
-
-    def tell(self, tokens: list[int], reward: float, objectives: dict[str, float] | None = None) -> None:
-        pass
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"rng": self.rng.bit_generator.state}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.rng.bit_generator.state = state["rng"]
-
-
-# ---------------------------------------------------------------- evolution (NSGA-II style)
-
-def objective_vector(objectives: dict[str, float] | None) -> list[float] | None:
-    """(accuracy, log10 FPS), both maximized; None for a candidate that was never trained."""
-    if not objectives or objectives.get("accuracy") is None:
-        return None
-    return [float(objectives["accuracy"]), math.log10(max(float(objectives.get("fps", 1.0)), 1e-9))]
-
-
-def nsga2_select(vectors: list[list[float] | None], k: int) -> tuple[list[int], dict[int, tuple[int, float]]]:
-    """NSGA-II survival (Deb et al. 2002): fill k slots front by front, the last front by crowding
-    distance; infeasible members (None) rank after every feasible one. Returns the survivors and
-    their (rank, crowding) for tournament selection."""
-    feasible = [i for i, v in enumerate(vectors) if v is not None]
-    infeasible = [i for i, v in enumerate(vectors) if v is None]
-    chosen: list[int] = []
-    info: dict[int, tuple[int, float]] = {}
-    fronts = non_dominated_sort(np.array([vectors[i] for i in feasible])) if feasible else []
-    for rank, front in enumerate(fronts):
-        members = [feasible[j] for j in front]
-        crowd = crowding_distance(np.array([vectors[i] for i in members]))
-        order = sorted(range(len(members)), key=lambda j: -crowd[j])
-        for j in order:
-            info[members[j]] = (rank, float(crowd[j]))
-        if len(chosen) + len(members) <= k:
-            chosen += members
-        else:
-            chosen += [members[j] for j in order[:k - len(chosen)]]
-        if len(chosen) >= k:
-            return chosen, info
-    for i in infeasible[-(k - len(chosen)):] if k > len(chosen) else []:
-        info[i] = (len(fronts), 0.0)
-        chosen.append(i)
-    return chosen, info
-
-
-class EvolutionStrategy:
-    """Steady-state multi-objective evolution over (accuracy, FPS): NSGA-II survival, binary
-    tournaments on (rank, crowding), uniform crossover and per-decision mutation, no repeats."""
-
-    name = "evolution"
-
-    def __init__(self, space: SearchSpace, seed: int = 0, population: int = 16, max_retries: int = 30):
-        self.space = space
-        self.rng = np.random.default_rng(seed)
-        self.population = population
-        self.max_retries = max_retries
-        self.archive: list[tuple[list[int], list[float] | None]] = []
-        self.seen: set[tuple[int, ...]] = set()
-        self.asked = 0
-
-    def short_run_warning(self, trials: int) -> str | None:
-        """What a run of `trials` candidates does when it is too short to breed anything, else None."""
-        if trials > self.population:
-            return None
-        return (f"--strategy evolution with --trials {trials} and a population of {self.population}: evolution breeds "
-                f"(NSGA-II selection, crossover, mutation) only after {self.population} candidates have been evaluated, "
-                "so every candidate of this run is a uniform random sample of the space (without repeats), as with "
-                f"--strategy random; give --trials well above {self.population} (e.g. {4 * self.population}) for "
-                "evolution to act")
-
-    def _fresh(self, make: Callable[[], list[int]]) -> list[int]:
-        tokens = make()
-        for _ in range(self.max_retries):
-            if tuple(self.space.canonical(tokens)) not in self.seen:
-                break
-            tokens = make()
-        self.seen.add(tuple(self.space.canonical(tokens)))
-        return tokens
-
-    def ask(self) -> list[int]:
-        self.asked += 1
-        if len(self.archive) < self.population:
-            return self._fresh(lambda: self.space.sample(self.rng))
-        survivors, info = nsga2_select([v for _, v in self.archive], self.population)
-
-        def pick() -> list[int]:
-            a, b = self.rng.choice(survivors, size=2, replace=len(survivors) < 2)
-            ka, kb = info[int(a)], info[int(b)]
-            best = a if (ka[0], -ka[1]) <= (kb[0], -kb[1]) else b
-            return self.archive[int(best)][0]
-
-        def child() -> list[int]:
-            p1, p2 = pick(), pick()
-            take = self.rng.random(len(p1)) < 0.5
-            c = [x if t else y for x, y, t in zip(p1, p2, take)]
-            return self._mutate(c)
-
-        return self._fresh(child)
-
-    def _mutate(self, tokens: list[int]) -> list[int]:
-        sizes = self.space.sizes()
-        active = [i for i, a in enumerate(self.space.active(tokens)) if a]
-        if not active:
-            return tokens
-        out = list(tokens)
-        rate = 1.0 / len(active)
-        hits = [i for i in active if self.rng.random() < rate] or [int(self.rng.choice(active))]
-        for i in hits:
-            others = [t for t in range(sizes[i]) if t != out[i]]
-            out[i] = int(self.rng.choice(others))
-        return out
-
-    def resample_hardware(self, tokens: list[int], n: int) -> list[list[int]]:
-        return [self.space.resample_hardware(tokens, self.rng) for _ in range(n)]
-
-    def tell(self, tokens: list[int], reward: float, objectives: dict[str, float] | None = None) -> None:
-        self.archive.append((list(tokens), objective_vector(objectives)))
-        self.seen.add(tuple(self.space.canonical(tokens)))
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"rng": self.rng.bit_generator.state, "archive": [[t, v] for t, v in self.archive],
-                "seen": [list(s) for s in sorted(self.seen)], "asked": self.asked}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.rng.bit_generator.state = state["rng"]
-        self.archive = [(list(t), v) for t, v in state["archive"]]
-        self.seen = {tuple(s) for s in state["seen"]}
-        self.asked = state["asked"]
-
-
-# ---------------------------------------------------------------- reinforcement learning
-
-class RLStrategy:
-    """REINFORCE controller(s) over the space (Codesign-NAS modes): `combined` - one policy samples
-    network and hardware decisions together (hardware conditioned on the network); `separate` -
-    a network policy and a hardware policy sample their halves, both learn from the one reward;
-    `phase` - the two policies take turns: a network phase samples the network with the hardware
-    held at the best candidate's, a hardware phase the other way round."""
-
-    name = "rl"
-
-    def __init__(self, space: SearchSpace, seed: int = 0, mode: str = "combined", phase_length: int = 8,
-                 **controller_options: Any):
-        from codesign.controller import Controller
-
-        if mode not in RL_MODES:
-            raise CodesignError(f"rl mode {mode!r} is not allowed; allowed: {', '.join(RL_MODES)}")
-        self.space = space
-        self.mode = mode
-        self.phase_length = phase_length
-        sizes = space.sizes()
-        if mode == "combined":
-            self.parts = {"all": list(range(len(sizes)))}
-        else:
-            self.parts = {"nn": space.nn_positions, "hw": space.hw_positions}
-        self.controllers = {name: Controller([sizes[i] for i in pos], seed=seed + 1000 * k, **controller_options)
-                            for k, (name, pos) in enumerate(self.parts.items())}
-        self.best: tuple[float, list[int]] | None = None
-        self.asked = 0
-        self.phases: list[str] = []  # phase of each ask not yet told, in order
-
-    def _merge(self, base: list[int], part: str, values: list[int]) -> list[int]:
-        out = list(base)
-        for i, v in zip(self.parts[part], values):
-            out[i] = int(v)
-        return out
-
-    def phase(self) -> str:
-        """'both' until a best candidate exists, then alternating 'nn' and 'hw' phases (phase mode)."""
-        if self.mode != "phase":
-            return "both"
-        if self.best is None:
-            return "both"
-        return ("nn", "hw")[(self.asked // self.phase_length) % 2]
-
-    def ask(self) -> list[int]:
-        phase = self.phase()
-        if self.mode == "combined":
-            tokens = self.controllers["all"].sample(1)[0]
-        else:
-            base = self.best[1] if self.best is not None else [0] * len(self.space.sizes())
-            tokens = list(base)
-            for part in ("nn", "hw"):
-                if phase in ("both", part):
-                    tokens = self._merge(tokens, part, self.controllers[part].sample(1)[0])
-        self.phases.append(phase)
-        self.asked += 1
-        return tokens
-
-    def resample_hardware(self, tokens: list[int], n: int) -> list[list[int]]:
-        if self.mode == "combined":
-            hw = set(self.space.hw_positions)
-            forced = [[None if i in hw else t for i, t in enumerate(tokens)]] * n
-            return self.controllers["all"].sample(n, forced=forced)
-        return [self._merge(tokens, "hw", values) for values in self.controllers["hw"].sample(n)]
-
-    def tell(self, tokens: list[int], reward: float, objectives: dict[str, float] | None = None) -> None:
-        phase = self.phases.pop(0) if self.phases else "both"
-        mask = self.space.active(tokens)
-        for part, pos in self.parts.items():
-            if part == "all" or phase in ("both", part):
-                self.controllers[part].tell([tokens[i] for i in pos], reward, [mask[i] for i in pos])
-        if self.best is None or reward > self.best[0]:
-            self.best = (float(reward), list(tokens))
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"controllers": {k: c.state_dict() for k, c in self.controllers.items()}, "best": self.best,
-                "asked": self.asked, "phases": list(self.phases), "mode": self.mode}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        if state.get("mode") != self.mode:
-            raise CodesignError(f"the saved controller ran in rl mode {state.get('mode')!r}, not {self.mode!r}; "
-                                "resume with the same --rl-mode")
-        for k, c in self.controllers.items():
-            c.load_state_dict(state["controllers"][k])
-        self.best = state["best"]
-        self.asked = state["asked"]
-        self.phases = list(state["phases"])
-
-
-def make_strategy(name: str, space: SearchSpace, seed: int = 0, rl_mode: str = "combined",
-                  **options: Any) -> Strategy:
-    """A strategy by name: rl, random or evolution."""
-    if name == "rl":
-        return RLStrategy(space, seed=seed, mode=rl_mode, **options)
-    if name == "random":
-        return RandomStrategy(space, seed=seed)
-    if name == "evolution":
-        return EvolutionStrategy(space, seed=seed, **options)
-    raise CodesignError(f"strategy {name!r} is not allowed; allowed: {', '.join(STRATEGIES)}")
-
 
 # ---------------------------------------------------------------- the study loop
 
@@ -314,7 +39,7 @@ class StopRule:
 
 
 class Evaluates(Protocol):
-    """The Study's view of the Evaluator (codesign.evaluate)."""
+    """The Study's view of the Evaluator (codesign.search.evaluator)."""
 
     def evaluate(self, asks: list[list[int]], strategy: Strategy, first_number: int) -> list[TrialRecord]: ...
 
@@ -563,5 +288,4 @@ def progress_printer(total: int | None, stream: Any = None) -> Callable[[Study],
     return show
 
 
-__all__ = ["EvolutionStrategy", "RLStrategy", "RandomStrategy", "STRATEGIES", "RL_MODES", "StopRule", "Strategy",
-           "Study", "make_strategy", "nsga2_select", "objective_vector", "objectives_of", "progress_printer"]
+__all__ = ["StopRule", "Study", "deferred_interrupt", "objectives_of", "progress_printer"]
