@@ -93,7 +93,7 @@ def test_a_batch_is_one_write_and_a_failed_write_is_one_line(tmp_path, monkeypat
 
 
 def test_state_write_on_a_full_disk_is_one_line_and_keeps_the_old_state(tmp_path, monkeypatch):
-    import codesign.search.journal as journal
+    import codesign.search.journal.checkpoint as journal
 
     path = tmp_path / "controller.pt"
     save_state(path, {"trials": 1})

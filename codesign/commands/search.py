@@ -12,7 +12,8 @@ input (also: the run folder is in use by another search, or cannot be written), 
 One run per folder: RUN/.lock is locked for the whole run (codesign.search.runguard). SIGINT, SIGTERM and
 SIGHUP stop the run cleanly (the running trainings are abandoned, the journal stays consistent, the
 resume command is printed); workers die with the search even when it is killed outright. The journal
-is the run's source of truth: --resume replays it to rebuild the strategy (codesign.search.study.Study).
+is the run's source of truth: --resume replays it to rebuild the strategy and re-queues the candidates that
+were in flight (codesign.search.study.Study).
 """
 
 from __future__ import annotations
@@ -293,6 +294,7 @@ class SearchRun:
 
     def _study(self):
         from codesign.search.evaluator import Evaluator
+        from codesign.search.executors import make_executor
         from codesign.search.journal import JOURNAL, STATE, Journal, load_state
         from codesign.search.strategies import make_strategy
         from codesign.search.study import StopRule, Study, progress_printer
@@ -306,8 +308,8 @@ class SearchRun:
             self._log(f"warning: {short}")
             self.notes.append(short)
         self.evaluator = Evaluator(self.space, self.board, self.reward, cfg.dataset, cfg.data_dir, self.train_budget,
-                                   cfg.max_util, cfg.workers, models_dir=self.out / "models",
-                                   strategy_name=self._strategy_label())
+                                   cfg.max_util, models_dir=self.out / "models", strategy_name=self._strategy_label(),
+                                   executor=make_executor(cfg.workers, self.train_budget.threads))
         self.journal = Journal(self.out / JOURNAL)
         stop = StopRule(max_trials=cfg.trials,
                         time_budget_s=cfg.time_budget_min * 60 if cfg.time_budget_min is not None else None)
@@ -316,8 +318,9 @@ class SearchRun:
         records = self.journal.load()
         if self.resuming:
             study.restore(records, load_state(self.out / STATE))
+            again = f", {len(study.in_flight)} re-queued" if study.in_flight else ""
             self._log(f"resuming {self.out}: {len(records)} candidates journaled, "
-                      f"{sum(r.status == 'trained' for r in records)} networks trained")
+                      f"{sum(r.status == 'trained' for r in records)} networks trained{again}")
         self._log(f"search: {self._strategy_label()} on {cfg.dataset} / {self.board.name}, {cfg.trials} candidates, "
                   f"{cfg.epochs} epochs each, {cfg.workers} worker(s); reward {self.reward.kind}, "
                   f"target {self.reward.target:,.1f} {'FPS' if self.reward.metric == 'fps' else 'us'}")

@@ -1,38 +1,31 @@
 """Evaluating candidates: cost every proposal with the analytical model, resample the hardware of
-those that do not fit, train the rest (once per network, in parallel workers) and score them.
+those that do not fit, train the rest (once per network, on the executor it is given) and score them.
 
 The cost model prunes before any training (FNAS: pruning without training is what makes the
 search cheap); accuracy comes from `quant.train` on a proxy budget, cached by the network's
-content hash so a network is trained once whatever hardware it is paired with.
+content hash so a network is trained once whatever hardware it is paired with - also when two
+candidates with the same network are in flight together (they share one training). Where the
+trainings run is the executor's business (codesign.search.executors); the Evaluator knows no process.
 """
 
 from __future__ import annotations
 
 import math
-import multiprocessing
-import os
 import time
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from codesign.search.journal import TrialRecord
+from codesign.search.executors import Executor, make_executor
+from codesign.search.journal import STARTED, TrialRecord
 from codesign.search.space import SearchSpace
-from codesign.search.training import (
-    Trainer,
-    TrainOutcome,
-    _train_job,
-    _worker_init,
-    proxy_budget,
-    train_network,
-    train_threads,
-)
+from codesign.search.training import Trainer, TrainOutcome, proxy_budget, train_job, train_network, train_threads
 from hw_space.boards import Board
-from hw_space.design import Design, Network
+from hw_space.design import Design
 from hw_space.errors import CodesignError
 from hw_space.estimate import estimate
 from hw_space.model import CostModel
@@ -121,26 +114,35 @@ class Costed:
 
 
 class Evaluator:
-    """Cost, prune, train (cached, in parallel) and score proposals; see the module docstring."""
+    """Cost, prune, train (cached, on an executor) and score proposals; see the module docstring.
+
+    `propose` costs one proposal into its start record, `submit` completes it into a future of its
+    finish record; `evaluate` does both for a list of proposals and waits."""
 
     def __init__(self, space: SearchSpace, board: Board, reward: Reward, dataset: str = "digits",
                  data_dir: str | None = None, budget: Budget | None = None, max_util: float = 0.85,
                  workers: int = 1, models_dir: str | Path | None = None, max_resamples: int = MAX_RESAMPLES,
-                 trainer: Trainer = train_network, strategy_name: str = ""):
+                 trainer: Trainer = train_network, strategy_name: str = "", executor: Executor | None = None):
         self.space = space
         self.board = board
         self.reward = reward
         self.dataset = dataset
         self.data_dir = data_dir
-        self.workers = max(1, workers)
-        self.budget = budget or proxy_budget(8, threads=train_threads(dataset, self.workers))
+        workers = max(1, workers)
+        self.budget = budget or proxy_budget(8, threads=train_threads(dataset, workers))
         self.max_util = max_util
         self.models_dir = Path(models_dir) if models_dir is not None else None
         self.max_resamples = max_resamples
         self.trainer = trainer
         self.strategy_name = strategy_name
-        self.cache: dict[str, TrainOutcome] = {}
-        self._pool: ProcessPoolExecutor | None = None
+        self.executor = executor if executor is not None else make_executor(workers, self.budget.threads)
+        self.cache: dict[str, TrainOutcome] = {}  # trainings journaled or finished in this session
+        self._trainings: dict[str, Future] = {}   # trainings submitted in this session, by network hash
+
+    @property
+    def capacity(self) -> int:
+        """Trainings the executor runs at once."""
+        return self.executor.capacity
 
     # ------------------------------------------------------------ cache
     def restore(self, records: list[TrialRecord]) -> None:
@@ -198,96 +200,84 @@ class Evaluator:
                 f" (after {resampled} hardware resamples)"
         return Costed(list(tokens), design, est_dict, fits, resampled, rejected, time.perf_counter() - start, reason)
 
-    # ------------------------------------------------------------ training
-    def _pool_for(self) -> ProcessPoolExecutor:
-        if self._pool is None:
-            ctx = multiprocessing.get_context("spawn")
-            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx, initializer=_worker_init,
-                                             initargs=(self.budget.threads, os.getpid()))
-        return self._pool
+    # ------------------------------------------------------------ proposals and trainings
+    def propose(self, number: int, tokens: list[int], strategy: Any) -> TrialRecord:
+        """The start record of proposal `number`: costed (status 'pruned', or 'started' when it fits).
+        Its `replay` keeps the proposal as asked and the calls the cost model made on the strategy
+        (its hardware resampling draws from the strategy's generators), so that a resumed run replays
+        the strategy exactly (codesign.search.study.Study.restore)."""
+        recorder = _CallRecorder(strategy)
+        replay: dict[str, Any] = {"asked": _plain(tokens)}
+        c = self.cost(tokens, recorder)
+        replay["calls"] = recorder.calls
+        return TrialRecord(number=number, tokens=c.tokens, design=c.design.to_dict(),
+                           network_hash=c.design.network.content_hash(), status=STARTED if c.fits else "pruned",
+                           reward=self.reward.penalty, estimate=c.estimate, resampled=c.resampled,
+                           rejected=c.rejected, cost_seconds=c.seconds, strategy=self.strategy_name,
+                           reason=c.reason, timestamp=time.time(), replay=replay)
+
+    def submit(self, record: TrialRecord) -> Future:
+        """A future of the finish record of a start record: pruned as it is, cached at once, or trained
+        on the executor (a network already in flight is not trained again: the two share one training)."""
+        if record.status != STARTED:
+            return _done(replace(record, timestamp=time.time()))
+        key = record.network_hash
+        if key in self.cache:
+            return _done(self._scored(record, self.cache[key], fresh=False))
+        shared = self._trainings.get(key)
+        if shared is not None:
+            return _then(shared, lambda outcome: self._scored(record, outcome, fresh=False))
+        path = self._model_path(key)
+        training = self.executor.submit(train_job, self.trainer, record.design["network"], self.dataset,
+                                        self.data_dir, self.budget, str(path) if path else None)
+        self._trainings[key] = training
+        return _then(training, lambda outcome: self._scored(record, outcome, fresh=True))
+
+    def _scored(self, record: TrialRecord, outcome: TrainOutcome, fresh: bool) -> TrialRecord:
+        if fresh:
+            self.cache[record.network_hash] = outcome
+        reward = self.reward(outcome.accuracy, record.estimate)
+        return replace(record, status="trained" if fresh else "cached", accuracy=outcome.accuracy,
+                       train_seconds=outcome.seconds if fresh else 0.0, reason=outcome.reason,
+                       extra={"epochs": outcome.epochs}, reward=reward if math.isfinite(reward) else self.reward.penalty,
+                       timestamp=time.time())
 
     def _model_path(self, key: str) -> Path | None:
         return self.models_dir / key / "model.pt" if self.models_dir is not None else None
 
-    def _train_many(self, jobs: dict[str, Network]) -> dict[str, TrainOutcome]:
-        if not jobs:
-            return {}
-        if self.workers == 1:
-            return {k: self.trainer(net, self.dataset, self.data_dir, self.budget, self._model_path(k))
-                    for k, net in jobs.items()}
-        pool = self._pool_for()
-        futures: dict[str, Future] = {}
-        for k, net in jobs.items():
-            path = self._model_path(k)
-            futures[k] = pool.submit(_train_job, self.trainer, net.to_dict(), self.dataset, self.data_dir,
-                                     self.budget, str(path) if path else None)
+    def evaluate(self, asks: list[list[int]], strategy: Any, first_number: int) -> list[TrialRecord]:
+        """Finish records (in ask order) of a batch of proposals, costed in order, then trained."""
+        started = [self.propose(first_number + i, t, strategy) for i, t in enumerate(asks)]
         try:
-            return {k: f.result() for k, f in futures.items()}
-        except BrokenProcessPool:
-            self.close(kill=True)
-            from codesign.search import runguard
-
-            if runguard.requested() is not None:  # a stop signal sent to the whole process group
-                raise runguard.StopRequested(runguard.requested()) from None
-            raise CodesignError("a training worker process died (out of memory, or killed?); the journal is "
-                                "consistent: continue the run with --resume") from None
+            return [f.result() for f in [self.submit(r) for r in started]]
         except BaseException:
             self.close(kill=True)
             raise
 
-    def evaluate(self, asks: list[list[int]], strategy: Any, first_number: int) -> list[TrialRecord]:
-        """Records (in ask order) of a batch of proposals: pruned, trained or cached. Each record's
-        `replay` keeps the proposal as asked and the calls the cost model made on the strategy (its
-        hardware resampling draws from the strategy's generators), so that a resumed run replays
-        the strategy exactly (codesign.search.study.Study.restore)."""
-        costed, replays = [], []
-        for t in asks:
-            recorder = _CallRecorder(strategy)
-            replays.append({"asked": _plain(t)})
-            costed.append(self.cost(t, recorder))
-            replays[-1]["calls"] = recorder.calls
-        jobs: dict[str, Network] = {}
-        for c in costed:
-            key = c.design.network.content_hash()
-            if c.fits and key not in self.cache and key not in jobs:
-                jobs[key] = c.design.network
-        trained = self._train_many(jobs)
-        self.cache.update(trained)
-        records = []
-        for i, c in enumerate(costed):
-            key = c.design.network.content_hash()
-            record = TrialRecord(number=first_number + i, tokens=c.tokens, design=c.design.to_dict(),
-                                 network_hash=key, status="pruned", reward=self.reward.penalty,
-                                 estimate=c.estimate, resampled=c.resampled, rejected=c.rejected,
-                                 cost_seconds=c.seconds, strategy=self.strategy_name, reason=c.reason,
-                                 timestamp=time.time(), replay=replays[i])
-            if c.fits:
-                outcome = self.cache[key]
-                fresh = trained.pop(key, None) is not None
-                record.status = "trained" if fresh else "cached"
-                record.accuracy = outcome.accuracy
-                record.train_seconds = outcome.seconds if fresh else 0.0
-                record.reason = outcome.reason
-                record.extra = {"epochs": outcome.epochs}
-                record.reward = self.reward(outcome.accuracy, c.estimate)
-                if not math.isfinite(record.reward):
-                    record.reward = self.reward.penalty
-            records.append(record)
-        return records
-
     def close(self, kill: bool = False) -> None:
-        """Stop the worker processes (at once, when kill is set: Ctrl-C, SIGTERM or an error; the
-        workers are gone when this returns, so nothing of theirs is written after the run ends)."""
-        if self._pool is None:
-            return
-        pool, self._pool = self._pool, None
-        processes = list((getattr(pool, "_processes", None) or {}).values())
-        if kill:
-            for p in processes:
-                p.terminate()
-        pool.shutdown(wait=not kill, cancel_futures=True)
-        if kill:
-            _reap(processes)
+        """Stop the executor (at once, abandoning running trainings, when kill is set)."""
+        self.executor.close(kill=kill)
+        self._trainings.clear()
+
+
+def _done(value: Any) -> Future:
+    future: Future = Future()
+    future.set_result(value)
+    return future
+
+
+def _then(future: Future, fn: Callable[[Any], Any]) -> Future:
+    """A future of fn(result) once `future` is done (its exception passed on)."""
+    out: Future = Future()
+
+    def relay(done: Future) -> None:
+        try:
+            out.set_result(fn(done.result()))
+        except BaseException as exc:  # the training's failure (or a failure to score it) is the record's
+            out.set_exception(exc)
+
+    future.add_done_callback(relay)
+    return out
 
 
 class _CallRecorder:
@@ -317,29 +307,6 @@ def _plain(value: Any) -> Any:
     if isinstance(value, np.integer):
         return int(value)
     return value
-
-
-def _reap(processes: list[Any], timeout: float = 5.0) -> None:
-    """Wait until terminated worker processes have exited; SIGKILL those still there after `timeout`."""
-    from multiprocessing.connection import wait
-
-    pending = {}
-    for p in processes:
-        try:
-            pending[p.sentinel] = p
-        except ValueError:  # already closed
-            pass
-    deadline = time.monotonic() + timeout
-    while pending and time.monotonic() < deadline:
-        for sentinel in wait(list(pending), timeout=max(0.0, deadline - time.monotonic())):
-            pending.pop(sentinel, None)
-    for p in pending.values():
-        try:
-            p.kill()
-        except (OSError, ValueError):
-            pass
-    if pending:
-        wait(list(pending), timeout=2.0)
 
 
 __all__ = ["Costed", "Evaluator", "MAX_RESAMPLES", "PENALTY", "Reward", "SOFT_W", "default_fps_target"]

@@ -1,18 +1,17 @@
 """Training one candidate network: the proxy budget every candidate gets, QAT with quant.train, the
-checkpoint kept per network, and the job function sent to training worker processes."""
+checkpoint kept per network, and the job (plain values in and out) an executor runs."""
 
 from __future__ import annotations
 
 import os
 import shutil
-import sys
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from codesign.search.executors import exit_if_orphaned
 from hw_space.design import Network, design_from_dict
 from hw_space.errors import CodesignError
 from quant.train import Budget
@@ -53,7 +52,7 @@ def train_network(network: Network, dataset: str, data_dir: str | None, budget: 
     result = quant.train(network, data, budget)
     seconds = time.perf_counter() - start
     if model_path is not None:
-        _exit_if_orphaned()  # a worker whose search is gone writes nothing into its run folder
+        exit_if_orphaned()  # a worker whose search is gone writes nothing into its run folder
         try:
             quant.save_checkpoint(result.model, network, model_path)
         except (OSError, RuntimeError) as exc:  # torch reports a full disk as RuntimeError("... unexpected pos")
@@ -74,56 +73,12 @@ def _write_failure(exc: BaseException, path: Path) -> str:
     return "No space left on device" if free is not None and free < (1 << 20) else first[:200]
 
 
-# ---------------------------------------------------------------- training workers
-
-_PARENT_PID: int | None = None  # in a training worker: the search process it works for
-
-
-def _exit_if_orphaned() -> None:
-    """In a training worker whose search process is gone (killed): exit at once, writing nothing."""
-    if _PARENT_PID is not None and os.getppid() != _PARENT_PID:
-        os._exit(1)
-
-
-def _watch_parent() -> None:
-    while True:
-        time.sleep(0.5)
-        _exit_if_orphaned()
-
-
-def _worker_init(threads: int, parent_pid: int | None = None) -> None:
-    """Worker processes: leave Ctrl-C to the parent, die with the parent, use their share of the cores.
-
-    The parent stops its workers itself on Ctrl-C, SIGTERM or an error; when it is killed outright
-    (SIGKILL) the kernel kills the workers too (Linux: PR_SET_PDEATHSIG), and a watchdog thread
-    (every system) exits a worker whose parent is gone within half a second."""
-    import signal
-
-    global _PARENT_PID
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if parent_pid is not None:
-        _PARENT_PID = parent_pid
-        if sys.platform.startswith("linux"):
-            try:
-                import ctypes
-
-                libc = ctypes.CDLL(None, use_errno=True)
-                libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG = 1
-            except (OSError, AttributeError):
-                pass  # the watchdog below still works
-        _exit_if_orphaned()  # the parent died before prctl took effect
-        threading.Thread(target=_watch_parent, name="codesign-parent-watch", daemon=True).start()
-    import torch
-
-    torch.set_num_threads(threads)
-
-
-def _train_job(trainer: Trainer, network_dict: dict[str, Any], dataset: str, data_dir: str | None,
-               budget: Budget, model_path: str | None) -> TrainOutcome:
-    _exit_if_orphaned()
+def train_job(trainer: Trainer, network_dict: dict[str, Any], dataset: str, data_dir: str | None,
+              budget: Budget, model_path: str | None) -> TrainOutcome:
+    """Train one network given as plain values, so the job can be sent to a worker process."""
+    exit_if_orphaned()
     network = design_from_dict({"network": network_dict}).network
     return trainer(network, dataset, data_dir, budget, Path(model_path) if model_path else None)
 
 
-
-__all__ = ["TrainOutcome", "Trainer", "proxy_budget", "train_network", "train_threads"]
+__all__ = ["TrainOutcome", "Trainer", "proxy_budget", "train_job", "train_network", "train_threads"]

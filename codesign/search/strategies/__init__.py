@@ -3,7 +3,8 @@ made by name with `make_strategy`.
 
 A strategy proposes token sequences (`ask`), redraws only the hardware decisions of a proposal
 when the cost model rejects it (`resample_hardware`), learns from results (`tell`) and saves and
-restores all its state, random generators included (`state_dict` / `load_state_dict`).
+restores all its state, random generators included (`state_dict` / `load_state_dict`), and says how
+many proposals it can make before it needs results (`can_ask`).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from codesign.search.space import SearchSpace
-from codesign.search.strategies._base import Strategy
+from codesign.search.strategies._base import BaseStrategy, Strategy
 from codesign.search.strategies.evolution import EvolutionStrategy, nsga2_select, objective_vector
 from codesign.search.strategies.random import RandomStrategy
 from codesign.search.strategies.rl import RL_MODES, RLStrategy
@@ -32,5 +33,5 @@ def make_strategy(name: str, space: SearchSpace, seed: int = 0, rl_mode: str = "
     raise CodesignError(f"strategy {name!r} is not allowed; allowed: {', '.join(STRATEGIES)}")
 
 
-__all__ = ["EvolutionStrategy", "RLStrategy", "RandomStrategy", "RL_MODES", "STRATEGIES", "Strategy", "make_strategy",
+__all__ = ["BaseStrategy", "EvolutionStrategy", "RLStrategy", "RandomStrategy", "RL_MODES", "STRATEGIES", "Strategy", "make_strategy",
            "nsga2_select", "objective_vector"]

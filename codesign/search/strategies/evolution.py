@@ -10,6 +10,7 @@ import numpy as np
 
 from codesign.search.pareto import crowding_distance, non_dominated_sort
 from codesign.search.space import SearchSpace
+from codesign.search.strategies._base import BaseStrategy
 
 
 def objective_vector(objectives: dict[str, float] | None) -> list[float] | None:
@@ -46,7 +47,7 @@ def nsga2_select(vectors: list[list[float] | None], k: int) -> tuple[list[int], 
     return chosen, info
 
 
-class EvolutionStrategy:
+class EvolutionStrategy(BaseStrategy):
     """Steady-state multi-objective evolution over (accuracy, FPS): NSGA-II survival, binary
     tournaments on (rank, crowding), uniform crossover and per-decision mutation, no repeats."""
 

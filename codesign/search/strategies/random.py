@@ -7,9 +7,10 @@ from typing import Any
 import numpy as np
 
 from codesign.search.space import SearchSpace
+from codesign.search.strategies._base import BaseStrategy
 
 
-class RandomStrategy:
+class RandomStrategy(BaseStrategy):
     """Uniform random tokens: the baseline every other strategy must beat."""
 
     name = "random"
@@ -24,8 +25,9 @@ class RandomStrategy:
     def resample_hardware(self, tokens: list[int], n: int) -> list[list[int]]:
         return [self.space.resample_hardware(tokens, self.rng) for _ in range(n)]
 
-    def tell(self, tokens: list[int], reward: float, objectives: dict[str, float] | None = None) -> None:
-        pass
+    def can_ask(self, pending: int, batch: int) -> int:
+        """Every free slot: a proposal never depends on a result."""
+        return max(0, batch - pending)
 
     def state_dict(self) -> dict[str, Any]:
         return {"rng": self.rng.bit_generator.state}

@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from codesign.search.space import SearchSpace
+from codesign.search.strategies._base import BaseStrategy
 from hw_space.errors import CodesignError
 
 RL_MODES = ("combined", "phase", "separate")
 
 
-class RLStrategy:
+class RLStrategy(BaseStrategy):
     """REINFORCE controller(s) over the space (Codesign-NAS modes): `combined` - one policy samples
     network and hardware decisions together (hardware conditioned on the network); `separate` -
     a network policy and a hardware policy sample their halves, both learn from the one reward;
