@@ -23,18 +23,20 @@ from pathlib import Path
 
 import numpy as np
 
-from codesign.pareto import hypervolume_2d, log_normalize
+from codesign.search.pareto import hypervolume_2d, log_normalize
 
 
 def run_one(strategy: str, seed: int, board: str, trained: int, epochs: int, rl_mode: str) -> dict:
     """One search; returns its (accuracy, FPS) points and pruning counts."""
     import torch
 
-    from codesign.evaluate import Evaluator, Reward, default_fps_target, proxy_budget
-    from codesign.journal import Journal
-    from codesign.report import pruning_stats
-    from codesign.space import Context, load_space
-    from codesign.strategies import StopRule, Study, make_strategy
+    from codesign.search.evaluator import Evaluator, Reward, default_fps_target
+    from codesign.search.journal import Journal
+    from codesign.search.report import pruning_stats
+    from codesign.search.space import Context, load_space
+    from codesign.search.strategies import make_strategy
+    from codesign.search.study import StopRule, Study
+    from codesign.search.training import proxy_budget
     from hw_space.boards import load_board
 
     torch.set_num_threads(1)

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from codesign.cli import main
-from codesign.space import load_space
+from codesign.search.space import load_space
 from hw_space.design import load_design
 from hw_space.errors import CodesignError
 

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from codesign.commands import search
-from codesign.journal import TrialRecord
-from codesign.report import (
+from codesign.search.journal import TrialRecord
+from codesign.search.report import (
     CHOOSE_RULES,
     Choice,
     RunSummary,
@@ -19,8 +19,8 @@ from codesign.report import (
     resource_front,
     write_pareto,
 )
-from codesign.space import Context, load_space, space_from_dict
-from codesign.strategies import EvolutionStrategy, RandomStrategy
+from codesign.search.space import Context, load_space, space_from_dict
+from codesign.search.strategies import EvolutionStrategy, RandomStrategy
 from hw_space.boards import load_board
 from hw_space.errors import CodesignError
 from hw_space.model import CostModel

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from codesign.cli import main
-from codesign.journal import Journal
+from codesign.search.journal import Journal
 from hw_space.design import load_design
 
 TINY = ["--board", "zc706", "--epochs", "1", "--workers", "1", "--skip-hls"]
@@ -151,7 +151,7 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path):
     assert "--resume" in err and "Traceback" not in err
     records = Journal(out / "journal.jsonl").load()
     assert records and (out / "journal.jsonl").read_text().endswith("\n")
-    state = __import__("codesign.journal", fromlist=["load_state"]).load_state(out / "controller.pt")
+    state = __import__("codesign.search.journal", fromlist=["load_state"]).load_state(out / "controller.pt")
     assert state["trials"] == len(records)  # the checkpoint matches the journal
     assert not (out / "report.md").exists()
     assert (out / ".lock").read_text() == ""  # the lock was released

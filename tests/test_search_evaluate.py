@@ -6,10 +6,12 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from codesign.evaluate import Evaluator, Reward, default_fps_target, proxy_budget, train_network
-from codesign.journal import Journal, TrialRecord
-from codesign.space import Context, load_space, space_from_dict
-from codesign.strategies import RandomStrategy, StopRule, Study
+from codesign.search.evaluator import Evaluator, Reward, default_fps_target
+from codesign.search.journal import Journal, TrialRecord
+from codesign.search.space import Context, load_space, space_from_dict
+from codesign.search.strategies import RandomStrategy
+from codesign.search.study import StopRule, Study
+from codesign.search.training import proxy_budget, train_network
 from hw_space.boards import load_board
 
 TINY = proxy_budget(1, seed=0, threads=1, subset=0.15)

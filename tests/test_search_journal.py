@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from codesign.journal import Journal, TrialRecord, load_state, save_state
+from codesign.search.journal import Journal, TrialRecord, load_state, save_state
 from hw_space.errors import CodesignError
 
 
@@ -93,7 +93,7 @@ def test_a_batch_is_one_write_and_a_failed_write_is_one_line(tmp_path, monkeypat
 
 
 def test_state_write_on_a_full_disk_is_one_line_and_keeps_the_old_state(tmp_path, monkeypatch):
-    import codesign.journal as journal
+    import codesign.search.journal.checkpoint as journal
 
     path = tmp_path / "controller.pt"
     save_state(path, {"trials": 1})

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from codesign.pareto import (
+from codesign.search.pareto import (
     crowding_distance,
     dominates,
     hypervolume_2d,
@@ -13,7 +13,7 @@ from codesign.pareto import (
     non_dominated_sort,
     pareto_mask,
 )
-from codesign.strategies import nsga2_select
+from codesign.search.strategies import nsga2_select
 
 # (accuracy, speed), both maximized
 POINTS = np.array([

@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from codesign import report
-from codesign.journal import TrialRecord
-from codesign.report import Choice, RunSummary, choose, pareto_front, pruning_stats, render_report
+from codesign.search import report
+from codesign.search.journal import TrialRecord
+from codesign.search.report import Choice, RunSummary, choose, pareto_front, pruning_stats, render_report
 
 DESIGN = {"network": {"layers": [{"type": "conv", "out_channels": 8, "kernel": 3, "weight_bits": 2, "act_bits": 2},
                                  {"type": "maxpool"}, {"type": "dense", "out_features": 10, "weight_bits": 4}]},

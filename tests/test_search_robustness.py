@@ -18,11 +18,13 @@ import torch
 from test_search_cli import TINY, search_cmd, wait_for_lines
 
 from codesign.cli import main
-from codesign.evaluate import Evaluator, Reward, TrainOutcome, proxy_budget
-from codesign.journal import Journal, load_state
-from codesign.runguard import LOCK, RunLock, StopRequested, stop_signals
-from codesign.space import Context, space_from_dict
-from codesign.strategies import StopRule, Study, deferred_interrupt, make_strategy
+from codesign.search.evaluator import Evaluator, Reward
+from codesign.search.journal import Journal, load_state
+from codesign.search.runguard import LOCK, RunLock, StopRequested, stop_signals
+from codesign.search.space import Context, space_from_dict
+from codesign.search.strategies import make_strategy
+from codesign.search.study import StopRule, Study, deferred_interrupt
+from codesign.search.training import TrainOutcome, proxy_budget
 from hw_space.boards import load_board
 from hw_space.errors import CodesignError
 
@@ -495,7 +497,7 @@ def test_full_disk_or_read_only_folder_is_one_line_and_the_run_resumes(tmp_path,
         with monkeypatch.context() as mp:
             mp.setattr(owner, name, fake)
             if name == "save_checkpoint":
-                mp.setattr("codesign.evaluate.shutil.disk_usage", lambda p: type("U", (), {"free": 0})())
+                mp.setattr("codesign.search.training.shutil.disk_usage", lambda p: type("U", (), {"free": 0})())
             assert main(args + (["--resume"] if i else [])) == 2
         err = capsys.readouterr().err
         errors = [line for line in err.splitlines() if line.startswith("codesign: error:")]
@@ -521,7 +523,7 @@ class Payload:
 
 def test_a_crafted_controller_pt_is_refused_not_executed(tmp_path, capsys):
     from codesign.commands.search import CONFIG, SPACE, SearchConfig
-    from codesign.space import load_space, save_space
+    from codesign.search.space import load_space, save_space
 
     out = tmp_path / "run"
     out.mkdir()

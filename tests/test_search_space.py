@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from codesign.space import Context, htas_counts, level_to_divisor, load_space, save_space, space_from_dict
+from codesign.search.space import Context, htas_counts, level_to_divisor, load_space, save_space, space_from_dict
 from hw_space.boards import load_board
 from hw_space.design import design_from_dict
 from hw_space.errors import CodesignError

@@ -4,9 +4,9 @@ controller learns (a cheap synthetic objective: the fraction of decisions equal 
 import numpy as np
 import pytest
 
-from codesign.controller import Controller
-from codesign.space import Context, load_space, space_from_dict
-from codesign.strategies import EvolutionStrategy, RLStrategy, make_strategy
+from codesign.search.space import Context, load_space, space_from_dict
+from codesign.search.strategies import EvolutionStrategy, RLStrategy, make_strategy
+from codesign.search.strategies.rl.controller import Controller
 
 SPACE = load_space()
 SMALL = space_from_dict({

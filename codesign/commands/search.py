@@ -9,10 +9,11 @@ was trained or the chosen design's emit or verify failed (the last line and repo
 input (also: the run folder is in use by another search, or cannot be written), 130 Ctrl-C (SIGINT),
 143 SIGTERM, 129 SIGHUP.
 
-One run per folder: RUN/.lock is locked for the whole run (codesign.runguard). SIGINT, SIGTERM and
+One run per folder: RUN/.lock is locked for the whole run (codesign.search.runguard). SIGINT, SIGTERM and
 SIGHUP stop the run cleanly (the running trainings are abandoned, the journal stays consistent, the
 resume command is printed); workers die with the search even when it is killed outright. The journal
-is the run's source of truth: --resume replays it to rebuild the strategy (codesign.strategies.Study).
+is the run's source of truth: --resume replays it to rebuild the strategy and re-queues the candidates that
+were in flight (codesign.search.study.Study).
 """
 
 from __future__ import annotations
@@ -98,7 +99,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "on a one-core machine)")
     parser.add_argument("--epochs", type=int, help=f"training epochs per candidate (default {DEFAULT_EPOCHS})")
     parser.add_argument("--skip-hls", action="store_true", help="do not emit and verify the HLS of the chosen design")
-    from codesign.report import CHOOSE_RULES  # the rules choosing one design from the front
+    from codesign.search.report import CHOOSE_RULES  # the rules choosing one design from the front
 
     parser.add_argument("--choose", choices=CHOOSE_RULES,
                         help="how to choose one design: best-trade-off (default without a target: MENNDL, nearest the "
@@ -148,8 +149,8 @@ def _validate(cfg: SearchConfig) -> None:
 
 def _prepare_folder(out: Path, resume: bool) -> dict[str, Any] | None:
     """The saved config when resuming; refuse to overwrite an existing run otherwise."""
-    from codesign.journal import JOURNAL
-    from codesign.runguard import is_lock_file
+    from codesign.search.journal import JOURNAL
+    from codesign.search.runguard import is_lock_file
 
     if out.exists() and not out.is_dir():
         raise CodesignError(f"--out {out} exists and is not a folder")
@@ -169,7 +170,7 @@ def _prepare_folder(out: Path, resume: bool) -> dict[str, Any] | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from codesign.runguard import RunLock, StopRequested, stop_signals
+    from codesign.search.runguard import RunLock, StopRequested, stop_signals
 
     out = Path(args.out)
     with stop_signals():  # SIGINT, SIGTERM, SIGHUP: a clean stop (StopRequested) from here on
@@ -191,7 +192,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _stopped(stop: BaseException) -> str:
-    from codesign.runguard import stop_name
+    from codesign.search.runguard import stop_name
 
     name = stop_name(stop)
     return "interrupted" if name == "SIGINT" else f"stopped by {name}"
@@ -230,8 +231,8 @@ class SearchRun:
         study = self._study()
         try:
             study.run()
-        except KeyboardInterrupt as stop:  # Ctrl-C, SIGTERM, SIGHUP (codesign.runguard.StopRequested)
-            from codesign.runguard import exit_code
+        except KeyboardInterrupt as stop:  # Ctrl-C, SIGTERM, SIGHUP (codesign.search.runguard.StopRequested)
+            from codesign.search.runguard import exit_code
 
             self.evaluator.close(kill=True)  # the running trainings are abandoned; their candidates rerun on resume
             self.journal.close()
@@ -252,7 +253,7 @@ class SearchRun:
 
     # ------------------------------------------------------------ setup
     def _setup(self) -> None:
-        from codesign.space import Context, load_space, save_space
+        from codesign.search.space import Context, load_space, save_space
         from hw_space.boards import load_board
         from quant.data import dataset_info
 
@@ -278,7 +279,7 @@ class SearchRun:
         atomic_write_text(self.out / CONFIG, json.dumps(asdict(cfg), indent=2) + "\n")
 
     def _reward(self):
-        from codesign.evaluate import Reward, default_fps_target
+        from codesign.search.evaluator import Reward, default_fps_target
 
         cfg = self.cfg
         kind = cfg.reward_kind
@@ -292,9 +293,12 @@ class SearchRun:
                                   "fit the board, seeded")
 
     def _study(self):
-        from codesign.evaluate import Evaluator, proxy_budget, train_threads
-        from codesign.journal import JOURNAL, STATE, Journal, load_state
-        from codesign.strategies import StopRule, Study, make_strategy, progress_printer
+        from codesign.search.evaluator import Evaluator
+        from codesign.search.executors import make_executor
+        from codesign.search.journal import JOURNAL, STATE, Journal, load_state
+        from codesign.search.strategies import make_strategy
+        from codesign.search.study import StopRule, Study, progress_printer
+        from codesign.search.training import proxy_budget, train_threads
 
         cfg = self.cfg
         self.train_budget = proxy_budget(cfg.epochs, seed=cfg.seed, threads=train_threads(cfg.dataset, cfg.workers))
@@ -304,8 +308,8 @@ class SearchRun:
             self._log(f"warning: {short}")
             self.notes.append(short)
         self.evaluator = Evaluator(self.space, self.board, self.reward, cfg.dataset, cfg.data_dir, self.train_budget,
-                                   cfg.max_util, cfg.workers, models_dir=self.out / "models",
-                                   strategy_name=self._strategy_label())
+                                   cfg.max_util, models_dir=self.out / "models", strategy_name=self._strategy_label(),
+                                   executor=make_executor(cfg.workers, self.train_budget.threads))
         self.journal = Journal(self.out / JOURNAL)
         stop = StopRule(max_trials=cfg.trials,
                         time_budget_s=cfg.time_budget_min * 60 if cfg.time_budget_min is not None else None)
@@ -314,8 +318,9 @@ class SearchRun:
         records = self.journal.load()
         if self.resuming:
             study.restore(records, load_state(self.out / STATE))
+            again = f", {len(study.in_flight)} re-queued" if study.in_flight else ""
             self._log(f"resuming {self.out}: {len(records)} candidates journaled, "
-                      f"{sum(r.status == 'trained' for r in records)} networks trained")
+                      f"{sum(r.status == 'trained' for r in records)} networks trained{again}")
         self._log(f"search: {self._strategy_label()} on {cfg.dataset} / {self.board.name}, {cfg.trials} candidates, "
                   f"{cfg.epochs} epochs each, {cfg.workers} worker(s); reward {self.reward.kind}, "
                   f"target {self.reward.target:,.1f} {'FPS' if self.reward.metric == 'fps' else 'us'}")
@@ -345,7 +350,7 @@ class SearchRun:
 
     # ------------------------------------------------------------ results
     def _results(self, study) -> None:
-        from codesign.report import choose, pareto_front, plot_pareto, resource_front, write_pareto
+        from codesign.search.report import choose, pareto_front, plot_pareto, resource_front, write_pareto
 
         t = time.perf_counter()
         self.records = study.records
@@ -390,7 +395,7 @@ class SearchRun:
         model.onnx and test_data.npz (inputs, labels, reference logits and integer inputs)."""
 
         import quant
-        from codesign.evaluate import train_network
+        from codesign.search.training import train_network
         from hw_space.design import design_from_dict, save_design
 
         rec = self.choice.record
@@ -473,7 +478,7 @@ class SearchRun:
     # ------------------------------------------------------------ report
     def _report(self, study, total: float) -> bool:
         """Write report.md and print the summary; the last line is the run's outcome. True when it succeeded."""
-        from codesign.report import RunSummary, outcome, pruning_stats, write_report
+        from codesign.search.report import RunSummary, outcome, pruning_stats, write_report
 
         self.stages["total"] = total
         nn = len(self.space.nn_positions)

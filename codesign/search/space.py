@@ -39,7 +39,7 @@ from hw_space.design import (
 from hw_space.errors import CodesignError
 from hw_space.folding import divisors, legal_folds
 
-DEFAULT_SPACE = Path(__file__).parent / "data" / "default_space.yaml"
+DEFAULT_SPACE = Path(__file__).parent.parent / "data" / "default_space.yaml"
 MAX_CONV_BLOCKS = 8
 MAX_DENSE_LAYERS = 4
 CLASSIFIER = "cls"  # slot name of the last (logits) layer, whose layer name depends on the depth

@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from codesign.journal import TrialRecord
-from codesign.pareto import ideal_point_distances, pareto_mask
+from codesign.search.journal import TrialRecord
+from codesign.search.pareto import ideal_point_distances, pareto_mask
 from hw_space.design import atomic_write_text
 
 FRONT_RESOURCES = ("LUT", "BRAM18", "DSP")
