@@ -60,6 +60,9 @@ class SearchConfig:
     workers: int = 2
     epochs: int = DEFAULT_EPOCHS
     skip_hls: bool = False
+    # the Pareto front's objectives (codesign.search.objectives.OBJECTIVES): evolution's selection, the
+    # front, the best-trade-off choice; the reward (what RL learns from) is set by the target instead
+    objectives: tuple[str, ...] = ("accuracy", "fps")
 
     @property
     def reward_kind(self) -> str:
@@ -70,7 +73,7 @@ class SearchConfig:
 
 # fields that must not change when a run is resumed (the others may: more trials, other workers)
 _FIXED_ON_RESUME = ("board", "dataset", "target_fps", "target_latency_us", "max_util", "strategy", "rl_mode",
-                    "reward", "seed", "epochs")
+                    "reward", "seed", "epochs", "objectives")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -91,6 +94,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reward", choices=("auto", "soft", "hard"),
                         help="soft: MNASNet acc*(metric/target)^-0.07; hard: the target must be met; auto (default): "
                              "hard when a target is given, soft otherwise")
+    from codesign.search.objectives import OBJECTIVES
+
+    parser.add_argument("--objectives", metavar="NAMES",
+                        help="the Pareto front's objectives, comma-separated, from: " + ", ".join(OBJECTIVES)
+                             + " (default accuracy,fps); evolution selects on them and --choose best-trade-off and "
+                             "report.md read them; the reward (what rl learns from) keeps accuracy and the target")
     parser.add_argument("--space", help="search space YAML (default: codesign/data/default_space.yaml)")
     parser.add_argument("--seed", type=int, help="random seed of the whole run (default 0)")
     parser.add_argument("--out", default="codesign-search", help="run folder (default ./codesign-search)")
@@ -109,7 +118,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _config_from(args: argparse.Namespace, saved: dict[str, Any] | None) -> SearchConfig:
-    given = {"board": args.board, "dataset": args.dataset, "data_dir": args.data_dir, "trials": args.trials,
+    from codesign.search.objectives import objective_list
+
+    names = getattr(args, "objectives", None)
+    given = {"objectives": tuple(o.name for o in objective_list(names)) if names is not None else None,
+             "board": args.board, "dataset": args.dataset, "data_dir": args.data_dir, "trials": args.trials,
              "time_budget_min": args.time_budget, "target_fps": args.target_fps,
              "target_latency_us": args.target_latency_us, "max_util": args.max_util, "strategy": args.strategy,
              "rl_mode": args.rl_mode, "reward": args.reward, "seed": args.seed, "workers": args.workers,
@@ -120,18 +133,24 @@ def _config_from(args: argparse.Namespace, saved: dict[str, Any] | None) -> Sear
         cfg = replace(base, **{k: v for k, v in given.items() if v is not None})
     else:
         cfg = SearchConfig(**saved)
+        cfg = replace(cfg, objectives=tuple(o.name for o in objective_list(cfg.objectives)))  # a JSON list
         for key in _FIXED_ON_RESUME:
             value = given[key]
             if value is not None and value != getattr(cfg, key):
-                raise CodesignError(f"--{key.replace('_', '-')} {value} differs from the run being resumed "
-                                    f"({getattr(cfg, key)}); a resumed run keeps its settings (use another --out "
-                                    "for a new run)")
+                raise CodesignError(f"--{key.replace('_', '-')} {_setting(value)} differs from the run being resumed "
+                                    f"({_setting(getattr(cfg, key))}); a resumed run keeps its settings (use another "
+                                    "--out for a new run)")
         cfg = replace(cfg, **{k: v for k, v in given.items() if v is not None and k not in _FIXED_ON_RESUME})
         cfg = replace(cfg, skip_hls=bool(args.skip_hls))  # a per-invocation choice, not a setting of the run
         if args.time_budget is None:
             cfg = replace(cfg, time_budget_min=saved.get("time_budget_min"))
     _validate(cfg)
     return cfg
+
+
+def _setting(value: Any) -> str:
+    """A setting as the command line writes it (a list comma-separated)."""
+    return ",".join(map(str, value)) if isinstance(value, (tuple, list)) else str(value)
 
 
 def _validate(cfg: SearchConfig) -> None:
@@ -271,6 +290,9 @@ class SearchRun:
 
         check_output_folder(self.out)  # all validation before the first file: a failed start leaves nothing
         self.reward = self._reward()
+        from codesign.search.objectives import objective_list
+
+        self.objectives = objective_list(cfg.objectives)
         self.out.mkdir(parents=True, exist_ok=True)
         if not self.resuming:
             save_space(self.space, self.out / SPACE)
@@ -296,6 +318,7 @@ class SearchRun:
         from codesign.search.evaluator import Evaluator
         from codesign.search.executors import make_executor
         from codesign.search.journal import JOURNAL, STATE, Journal, load_state
+        from codesign.search.objectives import use_objectives
         from codesign.search.strategies import make_strategy
         from codesign.search.study import StopRule, Study, progress_printer
         from codesign.search.training import proxy_budget, train_threads
@@ -303,6 +326,7 @@ class SearchRun:
         cfg = self.cfg
         self.train_budget = proxy_budget(cfg.epochs, seed=cfg.seed, threads=train_threads(cfg.dataset, cfg.workers))
         self.strategy = make_strategy(cfg.strategy, self.space, seed=cfg.seed, rl_mode=cfg.rl_mode)
+        use_objectives(self.strategy, self.objectives, self.reward)
         short = getattr(self.strategy, "short_run_warning", lambda trials: None)(cfg.trials)
         if short:
             self._log(f"warning: {short}")
@@ -315,6 +339,7 @@ class SearchRun:
                         time_budget_s=cfg.time_budget_min * 60 if cfg.time_budget_min is not None else None)
         study = Study(self.strategy, self.evaluator, self.journal, self.out / STATE, stop, batch=cfg.workers,
                       progress=progress_printer(cfg.trials))
+        study.objectives = self.objectives
         records = self.journal.load()
         if self.resuming:
             study.restore(records, load_state(self.out / STATE))
@@ -323,7 +348,7 @@ class SearchRun:
                       f"{sum(r.status == 'trained' for r in records)} networks trained{again}")
         self._log(f"search: {self._strategy_label()} on {cfg.dataset} / {self.board.name}, {cfg.trials} candidates, "
                   f"{cfg.epochs} epochs each, {cfg.workers} worker(s); reward {self.reward.kind}, "
-                  f"target {self.reward.target:,.1f} {'FPS' if self.reward.metric == 'fps' else 'us'}")
+                  f"target {self.reward.target:,.1f} {self.reward.objective.unit}")
         return study
 
     def _strategy_label(self) -> str:
@@ -354,12 +379,13 @@ class SearchRun:
 
         t = time.perf_counter()
         self.records = study.records
-        self.front = pareto_front(self.records)
+        self.front = pareto_front(self.records, self.objectives)
         self.choice = choose(self.records, self.cfg.target_fps, self.cfg.target_latency_us, rule=self.choose_rule,
-                             num_classes=self.space.context.num_classes)
-        write_pareto(self.out, self.front, resource_front(self.records))
+                             num_classes=self.space.context.num_classes, objectives=self.objectives)
+        write_pareto(self.out, self.front, resource_front(self.records, self.objectives), self.objectives)
         plot_pareto(self.out / "pareto.png", self.records, self.front, self.choice.record,
-                    title=f"{self._strategy_label()} on {self.cfg.dataset} / {self.board.name}", floor=self.choice.floor)
+                    title=f"{self._strategy_label()} on {self.cfg.dataset} / {self.board.name}", floor=self.choice.floor,
+                    objectives=self.objectives)
         self._stage("Pareto front and plot", t)
         self.hls: dict[str, Any] = {}
         if self.choice.record is None:
@@ -489,7 +515,7 @@ class SearchRun:
             front=self.front, choice=self.choice, stages=self.stages, hls=self.hls,
             budget=f"{self.cfg.epochs} epochs of QAT (quant.train, seed {self.cfg.seed}, batch 64, "
                    f"{self.train_budget.threads} torch thread(s) per worker, {self.cfg.workers} worker(s))",
-            notes=self.notes)
+            notes=self.notes, objectives=self.objectives)
         write_report(self.out, summary)
         p = pruning_stats(self.records)
         rec = self.choice.record

@@ -22,6 +22,7 @@ import numpy as np
 
 from codesign.search.executors import Executor, make_executor
 from codesign.search.journal import STARTED, TrialRecord
+from codesign.search.objectives import PENALTY, SOFT_W, Reward
 from codesign.search.space import SearchSpace
 from codesign.search.training import Trainer, TrainOutcome, proxy_budget, train_job, train_network, train_threads
 from hw_space.boards import Board
@@ -32,52 +33,7 @@ from hw_space.model import CostModel
 from quant.train import Budget
 
 MAX_RESAMPLES = 10
-SOFT_W = -0.07  # MNASNet (Tan et al. 2019): reward = ACC * (LAT / T)^w with w = -0.07
-PENALTY = 0.0   # reward of a candidate pruned by the cost model (never trained)
 DEFAULT_TARGET_SAMPLES = 500
-
-
-# ---------------------------------------------------------------- reward
-
-@dataclass(frozen=True)
-class Reward:
-    """MNASNet-style reward. metric 'fps' (the ratio is target_fps / fps, i.e. 1/FPS relative to
-    1/target) or 'latency' (latency_us / target_us). soft: acc * ratio^w; hard: acc when the
-    target is met (w = 0), else the penalty, and such candidates are pruned before training."""
-
-    metric: str = "fps"
-    target: float = 10_000.0
-    kind: str = "soft"
-    w: float = SOFT_W
-    penalty: float = PENALTY
-    target_note: str = "given by the user"
-
-    def ratio(self, est: dict[str, Any]) -> float:
-        if self.metric == "latency":
-            return max(float(est["latency_us"]), 1e-9) / self.target
-        return self.target / max(float(est["fps"]), 1e-9)
-
-    def meets(self, est: dict[str, Any]) -> bool:
-        return self.ratio(est) <= 1.0
-
-    def __call__(self, accuracy: float, est: dict[str, Any]) -> float:
-        if self.kind == "hard":
-            return float(accuracy) if self.meets(est) else self.penalty
-        return float(accuracy) * self.ratio(est) ** self.w
-
-    @property
-    def hard(self) -> bool:
-        return self.kind == "hard"
-
-    def formula(self) -> str:
-        metric = (f"LAT / T, LAT the simulated first-frame latency in us, T = {self.target:g} us"
-                  if self.metric == "latency" else
-                  f"(1/FPS) / (1/T) = T / FPS, T = {self.target:,.0f} FPS")
-        if self.kind == "hard":
-            return (f"hard constraint: reward = accuracy when {metric.split(',')[0]} <= 1 (w = 0), otherwise "
-                    f"the penalty {self.penalty:g} without training; ratio = {metric} ({self.target_note})")
-        return (f"soft (MNASNet): reward = accuracy * ratio^w, w = {self.w:g}, ratio = {metric} "
-                f"({self.target_note}); pruned candidates get {self.penalty:g}")
 
 
 def default_fps_target(space: SearchSpace, board: Board, max_util: float, seed: int = 0,
@@ -156,16 +112,12 @@ class Evaluator:
     def _fits(self, designs: list[Design]) -> np.ndarray:
         """Vectorized fit (and hard-target) check of designs that share one network."""
         ok = np.zeros(len(designs), dtype=bool)
-        target_fps = self.reward.target if self.reward.hard and self.reward.metric == "fps" else None
         for template in {d.hardware.template for d in designs}:
             idx = [i for i, d in enumerate(designs) if d.hardware.template == template]
             first = designs[idx[0]]
-            model = CostModel(first.network, self.board, first.hardware.clock_mhz, self.max_util, target_fps)
+            model = CostModel(first.network, self.board, first.hardware.clock_mhz, self.max_util)
             result = model.evaluate_designs([designs[i] for i in idx])
-            good = result.feasible.copy()
-            if self.reward.hard and self.reward.metric == "latency":
-                good &= result.latency_cycles / result.clock_mhz <= self.reward.target
-            ok[idx] = good
+            ok[idx] = result.feasible & self.reward.meets_batch(result)
         return ok
 
     def cost(self, tokens: list[int], strategy: Any) -> Costed:

@@ -1,11 +1,11 @@
 """Search results: the Pareto front (JSON, CSV, PNG), the choice of one design, and report.md.
 
-The front is over accuracy (max) and FPS (max) of every trained or cached candidate; the
-resource-aware front (accuracy, FPS, LUT, BRAM18, DSP) is an extra table and pareto.json key. One
-design is chosen by a rule (`--choose`): best-trade-off (MENNDL: nearest the ideal point of the
-accuracy-FPS front, normalized over the designs at or above an accuracy floor of twice chance),
-most-accurate, fastest or smallest. With a target, only designs meeting it are considered, and
-the default rule is most-accurate.
+The front is over the run's objectives (codesign.search.objectives; default accuracy (max) and FPS
+(max)) of every trained or cached candidate; the resource-aware front (those objectives plus LUT,
+BRAM18 and DSP) is an extra table and pareto.json key. One design is chosen by a rule (`--choose`):
+best-trade-off (MENNDL: nearest the ideal point of the front, normalized over the designs at or
+above an accuracy floor of twice chance), most-accurate, fastest or smallest. With a target, only
+designs meeting it are considered, and the default rule is most-accurate.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,14 +21,23 @@ from typing import Any
 import numpy as np
 
 from codesign.search.journal import TrialRecord
+from codesign.search.objectives import (
+    DEFAULT_OBJECTIVES,
+    FRONT_RESOURCES,
+    Objective,
+    and_list,
+    describe,
+    describe_grouped,
+    points,
+    with_resources,
+)
 from codesign.search.pareto import ideal_point_distances, pareto_mask
 from hw_space.design import atomic_write_text
 
-FRONT_RESOURCES = ("LUT", "BRAM18", "DSP")
 CHOOSE_RULES = ("best-trade-off", "most-accurate", "fastest", "smallest")
 DEFAULT_CHOOSE = "best-trade-off"
-# weights of accuracy and log10 FPS in the best-trade-off distance (MENNDL: equal by default)
-TRADE_OFF_WEIGHTS = (1.0, 1.0)
+# weight of every objective (on its scale: log10 FPS) in the best-trade-off distance (MENNDL: equal by default)
+TRADE_OFF_WEIGHT = 1.0
 FLOOR_TIMES_CHANCE = 2.0  # designs below this multiple of chance accuracy are not chosen nor normalized over
 CSV_FIELDS = ("number", "network_hash", "accuracy", "fps", "latency_us", "LUT", "FF", "BRAM18", "URAM", "DSP",
               "reward", "status", "summary")
@@ -68,34 +76,31 @@ def scored(records: Sequence[TrialRecord]) -> list[TrialRecord]:
     return out
 
 
-def objectives(records: Sequence[TrialRecord]) -> np.ndarray:
-    """(n, 5) maximized objectives of the resource-aware front: accuracy, log10 FPS, -LUT, -BRAM18, -DSP."""
-    return np.array([[r.accuracy, math.log10(max(r.fps, 1e-9))]
-                     + [-float(r.estimate["resources"][k]) for k in FRONT_RESOURCES] for r in records], dtype=float)
-
-
-def accuracy_fps(records: Sequence[TrialRecord]) -> np.ndarray:
-    """(n, 2) maximized objectives of the front: accuracy and log10 FPS."""
-    return np.array([[r.accuracy, math.log10(max(r.fps, 1e-9))] for r in records], dtype=float).reshape(-1, 2)
-
-
-def _front(records: Sequence[TrialRecord], points) -> list[TrialRecord]:
+def _front(records: Sequence[TrialRecord], objectives: Sequence[Objective]) -> list[TrialRecord]:
     cands = scored(records)
     if not cands:
         return []
-    mask = pareto_mask(points(cands))
+    mask = pareto_mask(points(cands, objectives))
     return sorted((r for r, m in zip(cands, mask) if m), key=lambda r: (-r.accuracy, -r.fps))
 
 
-def pareto_front(records: Sequence[TrialRecord]) -> list[TrialRecord]:
-    """The distinct designs no other beats in both accuracy and FPS, by decreasing accuracy."""
-    return _front(records, accuracy_fps)
-
-
-def resource_front(records: Sequence[TrialRecord]) -> list[TrialRecord]:
-    """The distinct designs non-dominated over accuracy, FPS, LUT, BRAM18 and DSP, by decreasing
-    accuracy (a superset of the accuracy-FPS front; large, so shown as an extra table)."""
+def pareto_front(records: Sequence[TrialRecord],
+                 objectives: Sequence[Objective] = DEFAULT_OBJECTIVES) -> list[TrialRecord]:
+    """The distinct designs no other beats in every objective (default accuracy and FPS), by
+    decreasing accuracy."""
     return _front(records, objectives)
+
+
+def resource_front(records: Sequence[TrialRecord],
+                   objectives: Sequence[Objective] = DEFAULT_OBJECTIVES) -> list[TrialRecord]:
+    """The distinct designs non-dominated over the objectives and LUT, BRAM18 and DSP, by decreasing
+    accuracy (a superset of the front; large, so shown as an extra table)."""
+    return _front(records, with_resources(objectives))
+
+
+def front_name(objectives: Sequence[Objective]) -> str:
+    """'accuracy-FPS': how the report names a front over these objectives."""
+    return "-".join(o.label for o in objectives)
 
 
 def accuracy_floor(num_classes: int | None) -> float | None:
@@ -131,11 +136,13 @@ def _pct(x: float) -> str:
 
 
 def choose(records: Sequence[TrialRecord], target_fps: float | None = None, target_latency_us: float | None = None,
-           rule: str | None = None, num_classes: int | None = None, floor: float | None = None) -> Choice:
+           rule: str | None = None, num_classes: int | None = None, floor: float | None = None,
+           objectives: Sequence[Objective] = DEFAULT_OBJECTIVES) -> Choice:
     """One design by `rule` (CHOOSE_RULES; None: most-accurate when a target is given, else
-    best-trade-off). With a target only the designs meeting it are considered (all, with a note,
-    when none does). fastest, smallest and best-trade-off consider only designs at or above the
-    accuracy floor (default twice chance, 2 / num_classes; all, with a note, when none reaches it)."""
+    best-trade-off, which reads the front over `objectives`). With a target only the designs
+    meeting it are considered (all, with a note, when none does). fastest, smallest and
+    best-trade-off consider only designs at or above the accuracy floor (default twice chance,
+    2 / num_classes; all, with a note, when none reaches it)."""
     targeted = target_fps is not None or target_latency_us is not None
     if rule is None:
         rule = "most-accurate" if targeted else DEFAULT_CHOOSE
@@ -179,16 +186,17 @@ def choose(records: Sequence[TrialRecord], target_fps: float | None = None, targ
                "used resource (the largest of its LUT, FF, BRAM18, URAM and DSP utilizations; ties: the smaller "
                "sum of utilizations, then accuracy)")
     else:
-        front = pareto_front(pool)  # sorted by decreasing accuracy: on a tie the more accurate wins
-        dist = ideal_point_distances(accuracy_fps(front), TRADE_OFF_WEIGHTS)
+        front = pareto_front(pool, objectives)  # sorted by decreasing accuracy: on a tie the more accurate wins
+        weights = [TRADE_OFF_WEIGHT] * len(objectives)
+        dist = ideal_point_distances(points(front, objectives), weights)
         k = min(range(len(front)), key=lambda i: (round(float(dist[i]), 9), i))
         best = front[k]
-        top_acc, top_fps = max(r.accuracy for r in front), max(r.fps for r in front)
-        why = (f"the accuracy-FPS front design nearest the ideal point{how}: the ideal is ({top_acc:.1%}, "
-               f"{top_fps:,.0f} FPS), the best accuracy and the best FPS of the {len(front)} front designs considered, "
+        ideal = ", ".join(o.show(o.best(o.of(r) for r in front)) for o in objectives)
+        why = (f"the {front_name(objectives)} front design nearest the ideal point{how}: the ideal is ({ideal}), "
+               f"{and_list([f'the best {o.label}' for o in objectives])} of the {len(front)} front designs considered, "
                f"and this design is at weighted Euclidean distance {float(dist[k]):.3f} from it after min-max "
-               f"normalizing accuracy and log10 FPS over those designs (MENNDL; weights {TRADE_OFF_WEIGHTS[0]:g} "
-               f"and {TRADE_OFF_WEIGHTS[1]:g})")
+               f"normalizing {and_list([o.scaled_label for o in objectives])} over those designs (MENNDL; weights "
+               f"{and_list([f'{w:g}' for w in weights])})")
     return Choice(best, why, rule, floor)
 
 
@@ -200,15 +208,15 @@ def row(r: TrialRecord) -> dict[str, Any]:
             "status": r.status, "summary": summary(r.design)}
 
 
-def write_pareto(run_dir: Path, front: Sequence[TrialRecord],
-                 resources: Sequence[TrialRecord] | None = None) -> None:
-    """pareto.json and pareto.csv, both written atomically: the accuracy-FPS front (rows with the
-    full designs), and in pareto.json also the resource-aware front under `resource_front`."""
+def write_pareto(run_dir: Path, front: Sequence[TrialRecord], resources: Sequence[TrialRecord] | None = None,
+                 objectives: Sequence[Objective] = DEFAULT_OBJECTIVES) -> None:
+    """pareto.json and pareto.csv, both written atomically: the front over `objectives` (rows with
+    the full designs), and in pareto.json also the resource-aware front under `resource_front`."""
     rows = [row(r) for r in front]
-    data: dict[str, Any] = {"objectives": {"accuracy": "max", "fps": "max"},
+    data: dict[str, Any] = {"objectives": {o.name: o.short_direction for o in objectives},
                             "front": [{**x, "design": r.design} for x, r in zip(rows, front)]}
     if resources is not None:
-        data["resource_front"] = {"objectives": {"accuracy": "max", "fps": "max", **{k: "min" for k in FRONT_RESOURCES}},
+        data["resource_front"] = {"objectives": {o.name: o.short_direction for o in with_resources(objectives)},
                                   "front": [{**row(r), "design": r.design} for r in resources]}
     atomic_write_text(run_dir / "pareto.json", json.dumps(data, indent=2) + "\n")
     buf = io.StringIO()
@@ -219,10 +227,11 @@ def write_pareto(run_dir: Path, front: Sequence[TrialRecord],
 
 
 def plot_pareto(path: Path, records: Sequence[TrialRecord], front: Sequence[TrialRecord],
-                chosen: TrialRecord | None = None, title: str = "", floor: float | None = None) -> None:
-    """Accuracy vs FPS (log x): every candidate grey, pruned ones as red x at accuracy 0, the
-    accuracy-FPS front and its staircase drawn, the chooser's accuracy floor dashed, the chosen
-    design starred."""
+                chosen: TrialRecord | None = None, title: str = "", floor: float | None = None,
+                objectives: Sequence[Objective] = DEFAULT_OBJECTIVES) -> None:
+    """Accuracy vs FPS (log x): every candidate grey, pruned ones as red x at accuracy 0, the front
+    drawn (with its staircase when it is the accuracy-FPS front, i.e. over the plotted plane), the
+    chooser's accuracy floor dashed, the chosen design starred."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -238,10 +247,12 @@ def plot_pareto(path: Path, records: Sequence[TrialRecord], front: Sequence[Tria
                    label="pruned by the cost model (not trained)")
     if front:
         two = sorted(front, key=lambda r: r.fps)
-        # attainment staircase: up to each point's FPS, that point's accuracy is reachable
-        ax.step([r.fps for r in two], [r.accuracy for r in two], where="pre", c="navy", lw=1.2, zorder=3)
+        in_plane = tuple(objectives) == DEFAULT_OBJECTIVES
+        if in_plane:  # attainment staircase: up to each point's FPS, that point's accuracy is reachable
+            ax.step([r.fps for r in two], [r.accuracy for r in two], where="pre", c="navy", lw=1.2, zorder=3)
         ax.scatter([r.fps for r in two], [r.accuracy for r in two], s=34, c="navy", zorder=4,
-                   label="Pareto front (accuracy vs FPS)")
+                   label="Pareto front (accuracy vs FPS)" if in_plane else
+                   f"Pareto front over {', '.join(o.label for o in objectives)}")
     if floor is not None:
         ax.axhline(floor, c="tab:red", ls="--", lw=0.8, zorder=2,
                    label=f"accuracy floor {floor:.0%} (not chosen below it)")
@@ -285,6 +296,7 @@ class RunSummary:
     hls: dict[str, Any] = field(default_factory=dict)
     budget: str = ""
     notes: list[str] = field(default_factory=list)
+    objectives: tuple[Objective, ...] = DEFAULT_OBJECTIVES  # the run's objectives: the front's and the chooser's
 
 
 def outcome(choice: Choice, hls: dict[str, Any]) -> tuple[bool, str]:
@@ -344,8 +356,8 @@ def layer_table(est: dict[str, Any]) -> str:
     return _table(("stage", "kind", "shape", "PE", "SIMD", "cycles", "LUT", "FF", "BRAM18", "URAM", "DSP"), rows)
 
 
-RULE_TEXT = {
-    "best-trade-off": "the accuracy-FPS front design nearest the ideal point, MENNDL-style, over the designs at or "
+RULE_TEXT = {  # {front}: the front's name (front_name)
+    "best-trade-off": "the {front} front design nearest the ideal point, MENNDL-style, over the designs at or "
                       "above the accuracy floor",
     "most-accurate": "the highest accuracy, then the highest FPS",
     "fastest": "the highest FPS among the designs at or above the accuracy floor",
@@ -364,21 +376,21 @@ _FRONT_HEADER = ("#", "accuracy", "FPS", "latency us", "LUT", "BRAM18", "DSP", "
 
 
 def _front_sections(s: RunSummary) -> list[str]:
-    """The accuracy-FPS front, then the resource-aware front as an extra table."""
+    """The front over the run's objectives, then the resource-aware front as an extra table."""
     floor = s.choice.floor
     n = len(scored(s.records))
     out = ["## Pareto front", "",
-           f"Non-dominated over accuracy (max) and FPS (max): {len(s.front)} of the {n} trained designs "
+           f"Non-dominated over {describe(s.objectives)}: {len(s.front)} of the {n} trained designs "
            "(also `pareto.json`, `pareto.csv` and `pareto.png`).", ""]
     out += [_table(_FRONT_HEADER, _front_rows(s.front, floor)) if s.front else "(empty: no candidate was trained)", ""]
     if floor is not None and s.front:
         below = [f"#{r.number}" for r in s.front if r.accuracy < floor]
         out += [f"Accuracy floor of the chooser: {_pct(floor)} (twice chance); designs below it are left out of the "
                 f"choice and of the normalization ({', '.join(below) if below else 'none on this front'}).", ""]
-    res = resource_front(s.records)
+    res = resource_front(s.records, s.objectives)
     if res:
         out += ["### Resource-aware front", "",
-                f"Non-dominated over accuracy and FPS (max) and LUT, BRAM18 and DSP (min): {len(res)} of the {n} "
+                f"Non-dominated over {describe_grouped(with_resources(s.objectives))}: {len(res)} of the {n} "
                 "trained designs (`resource_front` in `pareto.json`); a design here trades accuracy or speed for "
                 "fewer resources.", "", _table(_FRONT_HEADER, _front_rows(res, floor)), ""]
     return out
@@ -423,7 +435,7 @@ def render_report(s: RunSummary) -> str:
         out += [f"None: {s.choice.why}.", ""]
     else:
         share = board_share(rec)[0]
-        out += [f"Rule: **{rule}** (`--choose {rule}`; {RULE_TEXT[rule]}).", "",
+        out += [f"Rule: **{rule}** (`--choose {rule}`; {RULE_TEXT[rule].format(front=front_name(s.objectives))}).", "",
                 f"Candidate #{rec.number}: accuracy {rec.accuracy:.4f}, {rec.fps:,.0f} FPS, latency "
                 f"{float(rec.estimate['latency_us']):,.1f} us, LUT {int(rec.estimate['resources']['LUT']):,}, BRAM18 "
                 f"{int(rec.estimate['resources']['BRAM18'])}, DSP {int(rec.estimate['resources']['DSP'])} "
@@ -450,6 +462,6 @@ def write_report(run_dir: Path, s: RunSummary) -> None:
     atomic_write_text(run_dir / "report.md", render_report(s))
 
 
-__all__ = ["CHOOSE_RULES", "DEFAULT_CHOOSE", "Choice", "RunSummary", "accuracy_floor", "accuracy_fps", "board_share",
-           "choose", "layer_table", "outcome", "pareto_front", "plot_pareto", "pruning_stats", "render_report",
+__all__ = ["CHOOSE_RULES", "DEFAULT_CHOOSE", "Choice", "RunSummary", "accuracy_floor", "board_share", "choose",
+           "front_name", "layer_table", "outcome", "pareto_front", "plot_pareto", "pruning_stats", "render_report",
            "resource_front", "scored", "summary", "write_pareto", "write_report"]

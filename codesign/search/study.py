@@ -17,9 +17,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import numpy as np
-
 from codesign.search.journal import Journal, TrialRecord, save_state
+from codesign.search.objectives import DEFAULT_OBJECTIVES, Objective, points, values_of, with_resources
 from codesign.search.pareto import pareto_mask
 from codesign.search.strategies import Strategy
 from hw_space.errors import CodesignError
@@ -55,13 +54,10 @@ class Evaluates(Protocol):
     def close(self, kill: bool = False) -> None: ...
 
 
-def objectives_of(record: TrialRecord) -> dict[str, float] | None:
-    """What strategies learn from a journaled candidate besides its reward."""
-    est = record.estimate or {}
-    res = est.get("resources", {})
-    return {"accuracy": record.accuracy, "fps": float(est.get("fps", 0.0)),
-            "latency_us": float(est.get("latency_us", 0.0)), **{k: float(v) for k, v in res.items()},
-            "feasible": float(record.status != "pruned")}
+def objectives_of(record: TrialRecord) -> dict[str, float | None]:
+    """What strategies learn from a journaled candidate besides its reward: every registered
+    objective's value by name (codesign.search.objectives), and whether it was feasible."""
+    return {**values_of(record), "feasible": float(record.status != "pruned")}
 
 
 REPLAYABLE = ("resample_hardware",)  # the strategy calls the cost model makes (journaled, replayed on resume)
@@ -91,6 +87,8 @@ class Study:
     asks `batch` proposals once all earlier ones are told: the batches of before. The journal is the
     source of truth: `restore` rebuilds the strategy by replaying it, so a crash at any point resumes
     the uninterrupted run's sequence."""
+
+    objectives: tuple[Objective, ...] = DEFAULT_OBJECTIVES  # the run's objectives (front_size); codesign search sets them
 
     def __init__(self, strategy: Strategy, evaluator: Evaluates, journal: Journal, state_path: Any,
                  stop: StopRule, batch: int | None = None, progress: Callable[[Study], None] | None = None,
@@ -335,10 +333,9 @@ class Study:
         return self.records
 
     def front_size(self) -> int:
-        pts = [[r.accuracy, r.fps] + [-float((r.estimate or {}).get("resources", {}).get(k, 0))
-                                      for k in ("LUT", "BRAM18", "DSP")]
-               for r in self.records if r.status != "pruned" and r.accuracy is not None]
-        return int(pareto_mask(np.array(pts)).sum()) if pts else 0
+        """How many candidates are on the resource-aware front of the run's objectives (the progress line)."""
+        done = [r for r in self.records if r.status != "pruned" and r.accuracy is not None]
+        return int(pareto_mask(points(done, with_resources(self.objectives), scaled=False)).sum()) if done else 0
 
     def best_reward(self) -> float:
         return max((r.reward for r in self.records), default=float("nan"))

@@ -29,6 +29,9 @@ class BaseStrategy:
     """Defaults: a strategy learns in rounds of `batch` proposals, and a tell teaches it nothing."""
 
     name = ""
+    # False: it learns from the one scalar reward only, so it refuses a run of several objectives
+    # without one (codesign.search.objectives.use_objectives)
+    multi_objective = True
 
     def can_ask(self, pending: int, batch: int) -> int:
         """How many proposals the strategy can make now without waiting for a tell, with `pending` of

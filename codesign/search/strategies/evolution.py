@@ -1,23 +1,17 @@
-"""Steady-state multi-objective evolution (NSGA-II survival, Deb et al. 2002) over (accuracy, FPS)."""
+"""Steady-state multi-objective evolution (NSGA-II survival, Deb et al. 2002) over the run's objectives
+(codesign.search.objectives; default accuracy and FPS)."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
+from codesign.search.objectives import DEFAULT_OBJECTIVES, Objective, objective_vector
 from codesign.search.pareto import crowding_distance, non_dominated_sort
 from codesign.search.space import SearchSpace
 from codesign.search.strategies._base import BaseStrategy
-
-
-def objective_vector(objectives: dict[str, float] | None) -> list[float] | None:
-    """(accuracy, log10 FPS), both maximized; None for a candidate that was never trained."""
-    if not objectives or objectives.get("accuracy") is None:
-        return None
-    return [float(objectives["accuracy"]), math.log10(max(float(objectives.get("fps", 1.0)), 1e-9))]
 
 
 def nsga2_select(vectors: list[list[float] | None], k: int) -> tuple[list[int], dict[int, tuple[int, float]]]:
@@ -48,13 +42,17 @@ def nsga2_select(vectors: list[list[float] | None], k: int) -> tuple[list[int], 
 
 
 class EvolutionStrategy(BaseStrategy):
-    """Steady-state multi-objective evolution over (accuracy, FPS): NSGA-II survival, binary
-    tournaments on (rank, crowding), uniform crossover and per-decision mutation, no repeats."""
+    """Steady-state multi-objective evolution over the run's objectives (default accuracy and FPS):
+    NSGA-II survival, binary tournaments on (rank, crowding), uniform crossover and per-decision
+    mutation, no repeats."""
 
     name = "evolution"
+    multi_objective = True  # selects on the objectives themselves (codesign.search.objectives.use_objectives)
 
-    def __init__(self, space: SearchSpace, seed: int = 0, population: int = 16, max_retries: int = 30):
+    def __init__(self, space: SearchSpace, seed: int = 0, population: int = 16, max_retries: int = 30,
+                 objectives: tuple[Objective, ...] = DEFAULT_OBJECTIVES):
         self.space = space
+        self.objectives = tuple(objectives)
         self.rng = np.random.default_rng(seed)
         self.population = population
         self.max_retries = max_retries
@@ -118,7 +116,7 @@ class EvolutionStrategy(BaseStrategy):
         return [self.space.resample_hardware(tokens, self.rng) for _ in range(n)]
 
     def tell(self, tokens: list[int], reward: float, objectives: dict[str, float] | None = None) -> None:
-        self.archive.append((list(tokens), objective_vector(objectives)))
+        self.archive.append((list(tokens), objective_vector(objectives, self.objectives)))
         self.seen.add(tuple(self.space.canonical(tokens)))
 
     def state_dict(self) -> dict[str, Any]:

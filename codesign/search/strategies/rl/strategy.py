@@ -19,6 +19,7 @@ class RLStrategy(BaseStrategy):
     held at the best candidate's, a hardware phase the other way round."""
 
     name = "rl"
+    multi_objective = False  # REINFORCE learns from one number: the reward (codesign.search.objectives.use_objectives)
 
     def __init__(self, space: SearchSpace, seed: int = 0, mode: str = "combined", phase_length: int = 8,
                  **controller_options: Any):
