@@ -60,13 +60,12 @@ def test_process_executor_runs_jobs_in_workers_and_kill_leaves_none():
         pids = {ex.submit(os.getpid).result(timeout=120) for _ in range(4)}
         assert os.getpid() not in pids and 1 <= len(pids) <= 2
         assert ex.submit(math.factorial, 10).result(timeout=60) == 3628800
-        slow = ex.submit(time.sleep, 30)
+        ex.submit(time.sleep, 30)  # running when the executor is killed
         workers = list(ex._workers.values())
         assert workers and all(p.is_alive() for p in workers)
     finally:
         ex.close(kill=True)
     assert not any(running(p.pid) for p in workers)  # gone when close returns
-    assert slow.done()
     ex.close(kill=True)  # closing twice is harmless
 
 
