@@ -254,7 +254,7 @@ class LayerFold:
     """Folding of one layer on the dataflow template: PE output lanes, SIMD input lanes, memory
     for the weights and the multiplier style (FINN's ram_style / resType). swg_simd is the SIMD of a
     conv's sliding window (it divides the input channels; None: chosen from simd, see
-    hw_space.folding.swg_simd_for); where it differs from simd a width converter joins the two."""
+    hw_space.layers.largest_divisor_at_most); where it differs from simd a width converter joins the two."""
 
     pe: int = 1
     simd: int = 1

@@ -252,3 +252,19 @@ def test_bad_inputs_on_a_programmatic_network_are_one_line():
     bad = type(net)(input=net.input, layers=tuple(layers))
     with pytest.raises(CodesignError, match=r"^network.layers\[2\] \(pool0\).inputs: 'nowhere' is not a layer"):
         bad.shapes()
+
+
+def test_the_cost_model_and_the_cli_refuse_a_fork_in_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    from hw_space.boards import load_board
+    from hw_space.model import CostModel
+
+    with pytest.raises(CodesignError, match=r"^the cost model: network.layers\[2\] \(pool0\) reads conv0, not conv1"):
+        CostModel(_load(FORK).network, load_board("zc706"))
+    path = tmp_path / "fork.yaml"
+    path.write_text(FORK)
+    run = subprocess.run([sys.executable, "-m", "codesign", "estimate", str(path)], capture_output=True, text=True)
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+    assert run.stderr.strip().count("\n") == 0 and "branches are not supported yet" in run.stderr
