@@ -16,6 +16,7 @@ from hw_space.design import Layer, Network, Shape
 from hw_space.errors import CodesignError
 from hw_space.fold_axes import FoldAxis
 from hw_space.layers import MVAU, HwKind, MaxPool, MaxPoolRows, SlidingWindow, TiledConv, TiledPool, WidthConverter
+from hw_space.layers.mvau import AXIS_WHAT
 
 Lowering = Callable[[Layer, Shape, Shape], list[HwKind]]
 
@@ -27,7 +28,7 @@ def _conv_dataflow(layer: Layer, ishape: Shape, oshape: Shape) -> list[HwKind]:
                         layer.stride, oshape.height, oshape.width, p)
     dwc = WidthConverter(f"{layer.name}_dwc", oshape.height * oshape.width * k * k * ishape.channels)
     mvau = MVAU(layer.name, k * k * ishape.channels, layer.out_channels, oshape.height * oshape.width,
-                logits=layer.act_bits is None, pe_what="output channels", simd_what="inputs per output (K*K*Cin)")
+                logits=layer.act_bits is None, pe_what=AXIS_WHAT["conv"][0], simd_what=AXIS_WHAT["conv"][1])
     return [swg, dwc, mvau]
 
 

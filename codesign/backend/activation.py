@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from codesign.backend.ops.base import Op
-from codesign.backend.ops.front import Affine, Quantizer
+from codesign.backend.ops.front import Quantizer
 from hw_space.errors import CodesignError
 
 
@@ -36,10 +36,11 @@ def compose_affine(chain: list[Op], channels: int) -> tuple[np.ndarray, np.ndarr
     """(mul, add) per channel of a chain of Affine ops."""
     mul, add = np.ones(channels), np.zeros(channels)
     for item in chain:
-        if not isinstance(item, Affine):
+        params = item.affine()
+        if params is None:
             raise CodesignError(f"node {item.name!r} ({item.onnx_op}): only affine ops (Mul, Add, Sub, Div, "
                                 "BatchNormalization) may follow the last layer")
-        mul, add = mul * item.mul, add * item.mul + item.add
+        mul, add = mul * params[0], add * params[0] + params[1]
     return mul, add
 
 

@@ -35,7 +35,7 @@ from typing import Any
 from hw_space.boards import Board
 from hw_space.design import Design, Layer, LayerFold
 from hw_space.errors import CodesignError
-from hw_space.layers import largest_divisor_at_most
+from hw_space.layers import Role, largest_divisor_at_most
 
 # FINN's names for our memory and multiplier styles
 RAM_STYLE = {"auto": "auto", "bram": "block", "lutram": "distributed", "uram": "ultra", "external": "auto"}
@@ -247,7 +247,7 @@ def fifo_stages(design: Design, board: Board, depths: list[int] | None = None) -
     if depths is None:
         depths = list(size_fifos(design, board).depths)
     result = evaluate_design(design, board, fifo_depths=[depths])
-    stages = [st for st in result.stages if st.kind == "fifo"]
+    stages = [st for st in result.stages if st.op is not None and st.op.role is Role.FIFO]
     if len(stages) != len(depths):
         raise CodesignError(f"export-finn: {len(depths)} FIFO depths for {len(stages)} FIFO stages")
     return [FifoStage(st.layer, st.detail["producer"], int(d), bool(st.active[0])) for st, d in zip(stages, depths)]

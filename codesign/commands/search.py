@@ -593,7 +593,7 @@ def fps_ceiling(space, board) -> tuple[float, str]:
                 tokens[index["conv0.kernel"]] = k
             net = space.decode(tokens).network
             shape = net.shapes()[0][1]
-            p = shape.height * shape.width if net.layers[0].type == "conv" else 1
+            p = shape.height * shape.width  # a dense first layer outputs a 1x1 map
             if pixels is None or p < pixels:
                 pixels, first = p, (f"{shape.height}x{shape.width} first conv" if p > 1 else "first (dense) layer")
     pixels = pixels or 1

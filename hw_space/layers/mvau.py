@@ -13,6 +13,11 @@ from hw_space.layers.mac import acc_bits, dot_bits, mac_array_luts, use_dsp
 from hw_space.memory import EXTERNAL, cdiv, memory_cost
 from hw_space.schedules import mvau_flags
 
+# what the MVAU's MH and MW count, per layer family, in a design's error message: the cost model
+# (hw_space.lowering) and the backend's op (codesign.backend.ops.mvau) both read it
+AXIS_WHAT: dict[str, tuple[str, str]] = {"conv": ("output channels", "inputs per output (K*K*Cin)"),
+                                         "dense": ("outputs", "inputs")}
+
 
 @dataclass(frozen=True)
 class MVAU(HwKind):
@@ -28,8 +33,8 @@ class MVAU(HwKind):
     mh: int
     ofm: int
     logits: bool = False
-    pe_what: str = "outputs"  # what MH counts, for a design's error message
-    simd_what: str = "inputs"  # what MW counts
+    pe_what: str = AXIS_WHAT["dense"][0]  # what MH counts, for a design's error message
+    simd_what: str = AXIS_WHAT["dense"][1]  # what MW counts
     template = "mvau"
     kind = "mvau"
     AXIS_LABELS = {"pe": ("MH", "PE"), "simd": ("MW", "SIMD")}

@@ -40,6 +40,10 @@ class Op:
         """True when the op is non-decreasing per channel (max-pooling commutes with it)."""
         return False
 
+    def affine(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """(mul, add) when the op is y = x*mul + add, else None (what may follow the last layer)."""
+        return None
+
     def float_eval(self, y: np.ndarray) -> np.ndarray:
         """The op on float64 values, channels last (activation chains); only elementwise ops have one."""
         from hw_space.errors import CodesignError
@@ -95,6 +99,7 @@ class HardwareOp(Op):
     `stream_fmt`, `frame_elems` of them per frame."""
 
     model_kind: ClassVar[str] = ""  # the cost model's stage kind (hw_space.model), same kernels in the same order
+    is_window: ClassVar[bool] = False  # a sliding window: the layer it feeds sets its SIMD and its name
 
     @property
     def in_elems(self) -> int:

@@ -95,6 +95,9 @@ class Affine(Op):
     def non_decreasing(self) -> bool:
         return bool(np.all(self.mul >= 0))
 
+    def affine(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.mul, self.add
+
     def float_eval(self, y: np.ndarray) -> np.ndarray:
         return y * self.mul + self.add
 

@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 
 from codesign.backend.formats import IntFmt, cpp_fmt
 from codesign.backend.ops.base import HardwareOp, Node, StageTemplate, StageView, Values, register_template, square
-from codesign.backend.ops.swg import SlidingWindow, name_window
+from codesign.backend.ops.swg import name_window
 from hw_space.design import Layer, LayerFold
 from hw_space.fold_axes import FoldAxis
 
@@ -60,7 +60,7 @@ class MaxReduce(HardwareOp):
         FoldAxis("pe", self.channels, "channels").check(self.layer, pe)
         self.pe = pe
         window = node.producer()
-        assert isinstance(window, SlidingWindow)
+        assert window.is_window
         window.simd = pe
 
     def take_layer(self, layer: str, ident: str, node: Node, taken: set[str]) -> None:
@@ -81,7 +81,7 @@ class MaxReduce(HardwareOp):
 
 def _cols_context(item: MaxReduce, view: StageView) -> dict[str, Any]:
     window = view.node.producer()
-    assert isinstance(window, SlidingWindow) and window.simd == item.pe and window.in_fmt == item.fmt
+    assert window.is_window and window.simd == item.pe and window.in_fmt == item.fmt
     ih, _, ic = window.ifm
     ow = window.ofm[1]
     return {"outer": 1, "n": ih, "inner": ow * ic // item.pe, "k": item.kernel[0], "s": item.stride[0],

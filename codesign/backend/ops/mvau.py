@@ -20,11 +20,12 @@ from codesign.backend.ops.base import (
     register_template,
     square,
 )
-from codesign.backend.ops.swg import SlidingWindow, name_window
+from codesign.backend.ops.swg import name_window
 from hw_space.design import Layer, LayerFold
 from hw_space.errors import CodesignError
 from hw_space.fold_axes import FoldAxis
 from hw_space.layers import largest_divisor_at_most
+from hw_space.layers.mvau import AXIS_WHAT
 
 # The Design's weight_memory -> Vitis HLS BIND_STORAGE impl of the weight and threshold ROMs
 # (UG1399: impl=bram|lutram|uram; 'auto' leaves the choice to the tool, and the cost model prices
@@ -127,10 +128,10 @@ class MVAU(HardwareOp):
         self.xnor = self.in_fmt.bipolar and self.w_fmt.bipolar
 
     def fold_axes(self) -> tuple[FoldAxis, FoldAxis]:
-        """(PE, SIMD): PE divides MH, SIMD divides MW (K*K*Cin of a conv), as FINN's MVAU."""
-        conv = self.kind == "conv"
-        return (FoldAxis("pe", self.mh, "output channels" if conv else "outputs"),
-                FoldAxis("simd", self.mw, "inputs per output (K*K*Cin)" if conv else "inputs"))
+        """(PE, SIMD): PE divides MH, SIMD divides MW (K*K*Cin of a conv), as FINN's MVAU; worded as
+        the cost model words them."""
+        pe_what, simd_what = AXIS_WHAT[self.kind]
+        return FoldAxis("pe", self.mh, pe_what), FoldAxis("simd", self.mw, simd_what)
 
     def apply_fold(self, folds: Mapping[str, LayerFold], node: Node) -> None:
         """PE, SIMD, multiplier and memory style of its Design layer; the SIMD of its window, which
@@ -142,14 +143,14 @@ class MVAU(HardwareOp):
         self.pe, self.simd = f.pe, f.simd
         self.mac, self.weight_memory = f.mac, f.weight_memory
         window = node.producer()
-        if isinstance(window, SlidingWindow):
+        if getattr(window, "is_window", False):
             cin = window.ifm[2]
             window.fold_channels(self.layer, "swg_simd",
                                  f.swg_simd if f.swg_simd is not None else largest_divisor_at_most(cin, f.simd))
 
     def converter_name(self, producer: Any) -> str:
         """<conv>_dwc between a conv's window and its MVAU, <layer>_in_dwc elsewhere (the cost model's names)."""
-        if isinstance(producer, SlidingWindow):
+        if getattr(producer, "is_window", False):
             return f"{self.layer or self.name}_dwc"
         return super().converter_name(producer)
 
@@ -165,17 +166,27 @@ class MVAU(HardwareOp):
         act = None
         if not last and self.out_fmt is not None:
             act = self.out_fmt.code_bits
-        if self.kind == "conv":
-            k, s, p = square(self.name, self.kernel, self.stride, self.pads)
-            return Layer(name=name, type="conv", out_channels=self.mh, kernel=k, stride=s, padding=p,
-                         weight_bits=self.weight_bits, act_bits=act)
-        return Layer(name=name, type="dense", out_features=self.mh, weight_bits=self.weight_bits, act_bits=act)
+        return _DESIGN_LAYER[self.kind](self, name, act)
 
     def manifest(self, ident: str) -> dict[str, Any]:
         """Its entry in the emitted manifest's layer list."""
         return {"layer": self.layer, "ident": ident, "onnx": self.onnx_op, "kind": self.kind, "pe": self.pe,
                 "simd": self.simd, "mw": self.mw, "mh": self.mh, "reps": self.reps, "xnor": self.xnor,
                 "thresholds": 0 if self.thresholds is None else self.thresholds.shape[1]}
+
+
+def _conv_layer(item: MVAU, name: str, act: int | None) -> Layer:
+    k, s, p = square(item.name, item.kernel, item.stride, item.pads)
+    return Layer(name=name, type="conv", out_channels=item.mh, kernel=k, stride=s, padding=p,
+                 weight_bits=item.weight_bits, act_bits=act)
+
+
+def _dense_layer(item: MVAU, name: str, act: int | None) -> Layer:
+    return Layer(name=name, type="dense", out_features=item.mh, weight_bits=item.weight_bits, act_bits=act)
+
+
+# the Design layer an MVAU computes, per the layer family it was lowered from
+_DESIGN_LAYER = {"conv": _conv_layer, "dense": _dense_layer}
 
 
 def mvau_acc(item: MVAU, x: np.ndarray) -> np.ndarray:

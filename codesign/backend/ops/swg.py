@@ -27,6 +27,7 @@ class SlidingWindow(HardwareOp):
     simd: int = 1
 
     model_kind: ClassVar[str] = "swg"
+    is_window: ClassVar[bool] = True
     passes_codes: ClassVar[bool] = True
 
     @property
@@ -86,7 +87,7 @@ def name_window(node: Node, owner: str, taken: set[str]) -> None:
     from codesign.backend.names import sanitize
 
     window = node.producer()
-    if isinstance(window, SlidingWindow):
+    if getattr(window, "is_window", False):
         window.name = sanitize(f"{owner}_swg", taken)
 
 
