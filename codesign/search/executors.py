@@ -132,8 +132,19 @@ def _reap(processes: list[Any], timeout: float = 5.0) -> None:
             p.kill()
         except (OSError, ValueError):
             pass
-    if pending:
-        wait(list(pending), timeout=2.0)
+    # SIGKILL cannot be ignored, but a process in uninterruptible I/O (a worker still importing torch
+    # on a loaded machine) dies only when that I/O ends: wait for it, so none outlives the run
+    deadline = time.monotonic() + 60.0
+    while pending and time.monotonic() < deadline:
+        for sentinel in wait(list(pending), timeout=max(0.0, deadline - time.monotonic())):
+            pending.pop(sentinel, None)
+    # a sentinel is ready when the worker closes its files, a moment before it has exited: join
+    # (waitpid) each one so that none is still running when close returns
+    for p in processes:
+        try:
+            p.join(timeout=max(0.1, deadline - time.monotonic()))
+        except (AssertionError, ValueError):  # not started by us, or already closed
+            pass
 
 
 # ---------------------------------------------------------------- inside a worker process
