@@ -1,8 +1,12 @@
 """Datasets for QAT: the embedded `digits`, and MNIST / Fashion-MNIST / CIFAR-10 read from local raw files.
 
-The local readers parse torchvision's on-disk layout themselves (idx files, CIFAR python pickles), so
-torchvision is not needed. Every dataset is returned as float32 tensors in [0, 1], shape (N, C, H, W),
-with int64 labels. Nothing downloads unless `download=True` is passed explicitly.
+The local readers parse the raw files themselves (IDX files, CIFAR python pickles), so torchvision is
+not needed. MNIST and Fashion-MNIST are found either in torchvision's layout (`ROOT/MNIST/raw`,
+`ROOT/FashionMNIST/raw`) or directly in `ROOT` when it holds the four IDX files (a "flat" folder, as
+Debian's `dataset-fashion-mnist` package installs in /usr/share/datasets/fashion-mnist).
+
+Every dataset is returned as float32 tensors in [0, 1], shape (N, C, H, W), with int64 labels.
+Nothing downloads unless `download=True` is passed explicitly.
 """
 
 from __future__ import annotations
@@ -91,7 +95,8 @@ def load_dataset(name: str, data_dir: str | Path | None = None, download: bool =
     if name == "digits":
         return _load_digits()
     if data_dir is None:
-        raise CodesignError(f"dataset {name} needs --data-dir (a folder in torchvision's layout); "
+        raise CodesignError(f"dataset {name} needs --data-dir (a folder in torchvision's layout"
+                            f"{', or one holding the four IDX files' if name in _IDX_FOLDER else ''}); "
                             "only digits is embedded")
     root = Path(data_dir).expanduser().resolve()
     if download:
@@ -132,25 +137,58 @@ _CIFAR_TRAIN = tuple(f"data_batch_{i}" for i in range(1, 6))
 _CIFAR_TEST = "test_batch"
 
 
+_IDX_BASES = (*_IDX_FILES["train"], *_IDX_FILES["test"])
+
+
 def expected_folder(name: str, root: str | Path) -> Path:
-    """The folder holding a local dataset's raw files under `root` (torchvision's layout)."""
+    """The folder holding a local dataset's raw files under `root` in torchvision's layout."""
     root = Path(root)
     if name == "cifar10":
         return root / _CIFAR_FOLDER
     return root / _IDX_FOLDER[name] / "raw"
 
 
+def _idx_path(folder: Path, base: str) -> Path | None:
+    """The IDX file `base` in `folder`, plain or gzipped (plain first), or None when neither is a file."""
+    for candidate in (folder / base, folder / f"{base}.gz"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def idx_folder(name: str, root: str | Path) -> Path:
+    """Where an IDX dataset's four files are under `root`: torchvision's `ROOT/<Name>/raw` or `root` itself.
+
+    The first of the two that holds all four files (each plain or gzipped) wins; when neither does,
+    one CodesignError line names the first missing file of the layout that holds some, or both layouts.
+    """
+    root = Path(root)
+    layouts = (expected_folder(name, root), root)
+    for folder in layouts:
+        if all(_idx_path(folder, base) for base in _IDX_BASES):
+            return folder
+    for folder in layouts:
+        if any(_idx_path(folder, base) for base in _IDX_BASES):
+            missing = next(base for base in _IDX_BASES if _idx_path(folder, base) is None)
+            raise CodesignError(f"dataset {name}: file {folder / missing} (or {missing}.gz) not found")
+    raise CodesignError(f"dataset {name}: no IDX files in {root} or {layouts[0]} (torchvision layout); "
+                        f"expected {', '.join(_IDX_BASES)} (each plain or .gz) in one of them, or pass --download")
+
+
 @lru_cache(maxsize=2)
 def _load_local(name: str, root: str) -> Dataset:
     if not Path(root).is_dir():
+        where = expected_folder(name, root)
+        also = f" or the four IDX files in {root}" if name in _IDX_FOLDER else ""
         raise CodesignError(f"dataset {name}: data folder {root} does not exist; "
-                            f"expected {expected_folder(name, root)} (torchvision layout), or pass --download")
-    folder = expected_folder(name, root)
-    if not folder.is_dir():
-        raise CodesignError(f"dataset {name}: folder {folder} not found; put the raw files there "
-                            "(torchvision layout) or pass --download")
+                            f"expected {where} (torchvision layout){also}, or pass --download")
     if name == "cifar10":
+        folder = expected_folder(name, root)
+        if not folder.is_dir():
+            raise CodesignError(f"dataset {name}: folder {folder} not found; put the raw files there "
+                                "(torchvision layout) or pass --download")
         return _load_cifar(folder)
+    folder = idx_folder(name, root)
     x_tr, y_tr = _read_idx_pair(name, folder, "train")
     x_te, y_te = _read_idx_pair(name, folder, "test")
     return _make(name, x_tr, y_tr, x_te, y_te)
@@ -158,23 +196,34 @@ def _load_local(name: str, root: str) -> Dataset:
 
 def _read_idx_pair(name: str, folder: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
     images_name, labels_name = _IDX_FILES[split]
-    images = _read_idx(name, _find(name, folder, images_name), ndim=3)
-    labels = _read_idx(name, _find(name, folder, labels_name), ndim=1)
+    images_path, labels_path = _find(name, folder, images_name), _find(name, folder, labels_name)
+    images = _read_idx(name, images_path, ndim=3)
+    labels = _read_idx(name, labels_path, ndim=1)
+    frame = DATASETS[name].shape
+    if images.shape[1:] != (frame.height, frame.width):
+        raise CodesignError(f"dataset {name}: {images_path} holds {images.shape[1]}x{images.shape[2]} images; "
+                            f"expected {frame.height}x{frame.width}")
     if len(images) != len(labels):
         raise CodesignError(f"dataset {name}: {folder} has {len(images)} {split} images but {len(labels)} labels")
-    _check_labels(name, folder / labels_name, labels, 10)
+    _check_labels(name, labels_path, labels, DATASETS[name].num_classes)
     return (images.astype(np.float32) / 255.0)[:, None, :, :], labels.astype(np.int64)
 
 
 def _find(name: str, folder: Path, base: str) -> Path:
-    for candidate in (folder / base, folder / f"{base}.gz"):
-        if candidate.is_file():
-            return candidate
-    raise CodesignError(f"dataset {name}: file {folder / base} (or {base}.gz) not found")
+    path = _idx_path(folder, base)
+    if path is None:
+        raise CodesignError(f"dataset {name}: file {folder / base} (or {base}.gz) not found")
+    return path
 
 
 def _read_idx(name: str, path: Path, ndim: int) -> np.ndarray:
-    """Parse one idx file (LeCun's MNIST format: magic 0x0000 08 <ndim>, big-endian dims, uint8 data)."""
+    """Parse one IDX file of unsigned bytes.
+
+    Format (LeCun et al., "THE MNIST DATABASE of handwritten digits", section "FILE FORMATS FOR THE
+    MNIST DATABASE"; Fashion-MNIST uses the same files): magic number = two zero bytes, the type byte
+    0x08 (unsigned byte) and the number of dimensions; then each dimension as a big-endian 32-bit
+    unsigned integer; then the data, row-major, one byte per value. Gzipped when the name ends in .gz.
+    """
     try:
         raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
     except (OSError, EOFError, gzip.BadGzipFile) as exc:
@@ -244,8 +293,13 @@ _CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 
 
 def _download(name: str, root: Path) -> None:
-    """Fetch a dataset's raw files into torchvision's layout under `root` (skips files already there)."""
+    """Fetch a dataset's raw files into torchvision's layout under `root` (skips files already there).
+
+    A flat folder that already holds all four IDX files needs nothing: it is read as it is.
+    """
     folder = expected_folder(name, root)
+    if name in _IDX_FOLDER and all(_idx_path(root, base) for base in _IDX_BASES):
+        return
     try:
         if name == "cifar10":
             if all((folder / b).is_file() for b in (*_CIFAR_TRAIN, _CIFAR_TEST)):
@@ -258,8 +312,8 @@ def _download(name: str, root: Path) -> None:
                     tar.extractall(root, filter="data")
             return
         folder.mkdir(parents=True, exist_ok=True)
-        for base in (*_IDX_FILES["train"], *_IDX_FILES["test"]):
-            if not (folder / base).is_file() and not (folder / f"{base}.gz").is_file():
+        for base in _IDX_BASES:
+            if _idx_path(folder, base) is None:
                 _fetch(_MNIST_URLS[name] + f"{base}.gz", folder / f"{base}.gz")
     except (OSError, tarfile.TarError) as exc:
         raise CodesignError(f"dataset {name}: download into {root} failed: {exc}") from None
