@@ -79,7 +79,8 @@ _FIXED_ON_RESUME = ("board", "dataset", "target_fps", "target_latency_us", "max_
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--board", required=True, help="board name (see `codesign boards`) or a board YAML file")
     parser.add_argument("--dataset", help="digits (embedded, default), mnist, fashion-mnist or cifar10")
-    parser.add_argument("--data-dir", help="folder with the dataset: torchvision's layout, or for mnist/fashion-mnist a folder holding the four IDX files, plain or .gz (not for digits; see docs/datasets.md)")
+    parser.add_argument("--data-dir", help="folder with the dataset: torchvision's layout, or for mnist/fashion-mnist a "
+                        "folder holding the four IDX files, plain or .gz (not for digits; see docs/datasets.md)")
     parser.add_argument("--trials", type=int, help=f"candidates to sample (default {DEFAULT_TRIALS})")
     parser.add_argument("--time-budget", type=float, metavar="MIN",
                         help="stop sampling after this many minutes of search (the final steps come on top)")

@@ -20,7 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("design", help="design YAML file")
     parser.add_argument("--dataset", default="digits",
                         help="digits (embedded, default), mnist, fashion-mnist or cifar10")
-    parser.add_argument("--data-dir", help="folder with the dataset: torchvision's layout, or for mnist/fashion-mnist a folder holding the four IDX files, plain or .gz (not for digits; see docs/datasets.md)")
+    parser.add_argument("--data-dir", help="folder with the dataset: torchvision's layout, or for mnist/fashion-mnist a "
+                        "folder holding the four IDX files, plain or .gz (not for digits; see docs/datasets.md)")
     parser.add_argument("--download", action="store_true", help="download the dataset into --data-dir first")
     parser.add_argument("--epochs", type=int, help="training epochs (default 15)")
     parser.add_argument("--batch-size", type=int, help="batch size (default 64)")
