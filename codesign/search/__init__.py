@@ -1,6 +1,7 @@
 """The search half of codesign: the space of network + hardware designs (space.py), the strategies
 that propose them (strategies/), the Study loop (study.py) with its Evaluator (evaluator.py, training.py),
-the run's journal (journal.py), the Pareto front (pareto.py) and the report (report.py).
+the executors that run trainings (executors.py), the run's journal (journal/), the objectives
+(objectives.py), the Pareto front (pareto.py) and the report (report.py).
 
 The public names are re-exported here and imported on first use, so `import codesign.search.space`
 does not pull in torch."""
@@ -18,6 +19,8 @@ _EXPORTS = {
     "Study": "study", "StopRule": "study", "progress_printer": "study",
     "Evaluator": "evaluator", "Reward": "evaluator", "TrainOutcome": "training", "proxy_budget": "training",
     "train_network": "training", "Journal": "journal", "TrialRecord": "journal",
+    "Executor": "executors", "InlineExecutor": "executors", "ProcessExecutor": "executors",
+    "make_executor": "executors", "Objective": "objectives", "OBJECTIVES": "objectives",
 }
 
 
