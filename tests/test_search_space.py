@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from codesign.search.space import Context, htas_counts, level_to_divisor, load_space, save_space, space_from_dict
+from codesign.search.space import Context, divisor_counts, level_to_divisor, load_space, save_space, space_from_dict
 from hw_space.boards import load_board
 from hw_space.design import design_from_dict
 from hw_space.errors import CodesignError
@@ -94,10 +94,17 @@ def test_decisions_are_network_first_then_hardware():
     assert SPACE.nn_positions and SPACE.hw_positions
 
 
-def test_htas_rule_prefers_counts_with_many_divisors():
-    assert htas_counts(8, 64, max_odd_factor=3, min_divisors=4) == [8, 12, 16, 24, 32, 48, 64]
-    assert htas_counts(16, 64, max_odd_factor=1) == [16, 32, 64]
-    assert SPACE.channels.values == (8, 12, 16, 24, 32, 48, 64) and SPACE.channels.rule["rule"] == "htas"
+def test_divisors_rule_prefers_counts_with_many_divisors():
+    # the rule the default space used before `rule: htas` measured the board: unchanged lists
+    assert divisor_counts(8, 64, max_odd_factor=3, min_divisors=4) == [8, 12, 16, 24, 32, 48, 64]
+    assert divisor_counts(16, 64, max_odd_factor=1) == [16, 32, 64]
+    old = space_from_dict({"network": {
+        "channels": {"rule": "divisors", "min": 8, "max": 64, "max_odd_factor": 3, "min_divisors": 4},
+        "dense_features": {"rule": "divisors", "min": 16, "max": 64, "max_odd_factor": 1, "min_divisors": 4}}})
+    assert old.channels.values == (8, 12, 16, 24, 32, 48, 64) and old.channels.rule["rule"] == "divisors"
+    assert old.dense_features.values == (16, 32, 64)
+    assert {d.choices for d in old.decisions if d.name.endswith(".channels")} == {(8, 12, 16, 24, 32, 48, 64)}
+    assert SPACE.channels.rule["rule"] == "htas"  # the default space measures the board instead
 
 
 def test_parallelism_levels_map_to_legal_divisors():
@@ -126,6 +133,7 @@ def test_yaml_round_trip(tmp_path):
     save_space(SPACE, path)
     text = path.read_text()
     assert "rule: htas" in text  # the rule that chose the channels is kept, not only its output
+    assert "resolved:" in text and "board: zc706" in text  # and what it chose on the board, for a resume
     assert load_space(path).decisions == SPACE.decisions
 
 
@@ -135,6 +143,13 @@ def test_yaml_round_trip(tmp_path):
     ({"network": {"kernal": [3]}}, "network.kernal"),
     ({"network": {"channels": {"rule": "primes", "min": 8, "max": 64}}}, "network.channels.rule"),
     ({"network": {"channels": {"rule": "htas", "min": 65, "max": 64}}}, "network.channels"),
+    ({"network": {"channels": {"rule": "divisors", "min": 8, "max": 64, "g": 4}}}, "network.channels.g"),
+    ({"network": {"channels": {"rule": "htas", "min": 8, "max": 64, "e": 0}}}, "network.channels.e"),
+    ({"network": {"channels": {"rule": "htas", "min": 8, "max": 600}}}, "network.channels"),
+    ({"network": {"channels": {"rule": "htas", "min": 8, "max": 64, "alpha": -1}}}, "network.channels.alpha"),
+    ({"network": {"channels": {"rule": "htas", "min": 8, "max": 64, "resolved": {"board": "zc706", "input": [1, 8, 8, 10],
+                                                                                 "conv0": [99]}}}},
+     "network.channels.resolved.conv0"),
     ({"network": {"channels": []}}, "network.channels"),
     ({"network": {"pool": ["yes"]}}, "network.pool"),
     ({"hardware": {"templates": ["systolic"]}}, "hardware.templates"),

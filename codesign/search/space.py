@@ -11,6 +11,7 @@ channel counts were drawn. The space loads from and saves to YAML (`codesign/dat
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from itertools import product
@@ -70,12 +71,13 @@ class Context:
     clock_mhz: float | None = None
 
 
-# ---------------------------------------------------------------- hardware-aware channel rule (HTAS)
+# ---------------------------------------------------------------- the divisor rule
 
-def htas_counts(lo: int, hi: int, max_odd_factor: int = 3, min_divisors: int = 1) -> list[int]:
+def divisor_counts(lo: int, hi: int, max_odd_factor: int = 3, min_divisors: int = 1) -> list[int]:
     """Channel counts in [lo, hi] of the form 2^a * odd with odd <= max_odd_factor and at least
-    min_divisors divisors. Hardware-aware (HTAS-style) choice: such counts have many divisors, so
-    PE/SIMD have many legal foldings and the next layer's SIMD divides them too (8, 12, 16, 24, ...)."""
+    min_divisors divisors (`rule: divisors`): such counts have many divisors, so PE/SIMD have many
+    legal foldings and the next layer's SIMD divides them too (8, 12, 16, 24, ...). The board-aware
+    rule is `rule: htas` (codesign.search.htas)."""
     out = []
     for n in range(max(1, lo), hi + 1):
         odd = n
@@ -95,13 +97,28 @@ def level_to_divisor(level: float, legal: list[int]) -> int:
 
 @dataclass(frozen=True)
 class ChoiceSpec:
-    """A list of choices as written in the YAML: explicit values or a rule that generated them."""
+    """A list of choices as written in the YAML: explicit values or a rule that generated them.
+    `rule: htas` chooses per position (per_slot: slot -> its counts, for the context in resolved_for);
+    values is then the union of the positions' counts."""
 
     values: tuple[Any, ...]
     rule: dict[str, Any] | None = None
+    per_slot: tuple[tuple[str, tuple[int, ...]], ...] = ()
+    resolved_for: tuple[Any, ...] | None = None  # htas.context_key of the context per_slot was measured for
+
+    def at(self, slot: str) -> tuple[Any, ...]:
+        """The choices at one position (conv0, fc1 ...)."""
+        return dict(self.per_slot).get(slot, self.values)
 
     def to_yaml(self) -> Any:
-        return dict(self.rule) if self.rule else list(self.values)
+        if not self.rule:
+            return list(self.values)
+        out = dict(self.rule)
+        if self.per_slot and self.resolved_for is not None:
+            board, c, h, w, classes = self.resolved_for
+            out["resolved"] = {"board": board, "input": [c, h, w, classes],
+                               **{slot: list(counts) for slot, counts in self.per_slot}}
+        return out
 
 
 @dataclass(frozen=True)
@@ -152,8 +169,8 @@ class SearchSpace:
         return {d.name: i for i, d in enumerate(self.decisions)}
 
     def with_context(self, context: Context) -> SearchSpace:
-        """The same space bound to another dataset / board."""
-        return replace(self, context=context)
+        """The same space bound to another dataset / board (htas choices measured again for it)."""
+        return _resolved(replace(self, context=context))
 
     @cached_property
     def nn_positions(self) -> list[int]:
@@ -357,7 +374,13 @@ class SearchSpace:
                      "act_bits", "templates", "pe", "simd", "weight_memory", "mac", "tm", "tn", "tr", "tc"):
             spec: ChoiceSpec = getattr(self, name)
             rule = f" (rule: {_rule_text(spec.rule)})" if spec.rule else ""
-            out.append(f"{name}: {', '.join(map(str, spec.values))}{rule}")
+            if spec.per_slot:
+                chosen = "; ".join(f"{slot} {', '.join(map(str, counts))}" for slot, counts in spec.per_slot)
+                out.append(f"{name}: {chosen}{rule}")
+            elif spec.rule and spec.rule["rule"] == "htas":
+                out.append(f"{name}: no position in this space{rule}")
+            else:
+                out.append(f"{name}: {', '.join(map(str, spec.values))}{rule}")
         return out
 
 
@@ -365,17 +388,36 @@ def _rule_text(rule: dict[str, Any]) -> str:
     return f"{rule['rule']} " + ", ".join(f"{k}={v}" for k, v in rule.items() if k != "rule")
 
 
+def _resolved(space: SearchSpace) -> SearchSpace:
+    """The space with its htas fields measured for its context, unless their saved choices were
+    measured for this board and dataset frame already (a run folder's space.yaml)."""
+    from codesign.search import htas
+
+    changes = {}
+    for name in ("channels", "dense_features"):
+        spec: ChoiceSpec = getattr(space, name)
+        if not spec.rule or spec.rule["rule"] != "htas":
+            continue
+        key, slots = htas.context_key(space), htas.slots_of(space, name)
+        if spec.resolved_for == key and [s for s, _ in spec.per_slot] == slots:
+            continue
+        per_slot = tuple((c.slot, c.chosen) for c in htas.choices(space, name))
+        values = tuple(sorted({v for _, counts in per_slot for v in counts}))
+        changes[name] = ChoiceSpec(values, spec.rule, per_slot, key)
+    return replace(space, **changes) if changes else space
+
+
 def _decisions(space: SearchSpace) -> list[Decision]:
     out = [Decision("conv_blocks", "nn", space.conv_blocks.values),
            Decision("dense_layers", "nn", space.dense_layers.values)]
     for i in range(space.max_conv):
         out += [Decision(f"conv{i}.kernel", "nn", space.kernel.values),
-                Decision(f"conv{i}.channels", "nn", space.channels.values),
+                Decision(f"conv{i}.channels", "nn", space.channels.at(f"conv{i}")),
                 Decision(f"conv{i}.pool", "nn", space.pool.values),
                 Decision(f"conv{i}.weight_bits", "nn", space.weight_bits.values),
                 Decision(f"conv{i}.act_bits", "nn", space.act_bits.values)]
     for j in range(space.max_dense):
-        out += [Decision(f"fc{j}.features", "nn", space.dense_features.values),
+        out += [Decision(f"fc{j}.features", "nn", space.dense_features.at(f"fc{j}")),
                 Decision(f"fc{j}.weight_bits", "nn", space.weight_bits.values),
                 Decision(f"fc{j}.act_bits", "nn", space.act_bits.values)]
     out.append(Decision(f"{CLASSIFIER}.weight_bits", "nn", space.weight_bits.values))
@@ -394,7 +436,9 @@ _NET_KEYS = ("conv_blocks", "dense_layers", "kernel", "channels", "pool", "dense
              "act_bits", "input_bits")
 _HW_KEYS = ("templates", "pe", "simd", "weight_memory", "mac", "engine")
 _ENGINE_KEYS = ("tm", "tn", "tr", "tc")
-_RULE_KEYS = ("rule", "min", "max", "max_odd_factor", "min_divisors")
+_RULE_KEYS = {"divisors": ("rule", "min", "max", "max_odd_factor", "min_divisors"),
+              "htas": ("rule", "min", "max", "e", "g", "alpha", "resolved")}
+_SLOT = re.compile(r"(conv|fc)[0-9]+")
 
 
 class _Fields:
@@ -440,23 +484,70 @@ class _Fields:
         return value
 
     def rule(self, value: dict[str, Any], where: str, lo: int, hi: int) -> ChoiceSpec:
-        self.mapping(value, where, _RULE_KEYS)
-        if value.get("rule") != "htas":
-            raise self.fail(f"{where}.rule", f"{value.get('rule')!r} is not allowed; allowed: htas")
+        name = value.get("rule")
+        if name not in _RULE_KEYS:
+            raise self.fail(f"{where}.rule", f"{name!r} is not allowed; allowed: {', '.join(_RULE_KEYS)}")
+        self.mapping(value, where, _RULE_KEYS[name])
+        defaults = {"max_odd_factor": 3, "min_divisors": 1} if name == "divisors" else {"e": 2, "g": 8}
         nums = {}
-        for key, default in (("min", None), ("max", None), ("max_odd_factor", 3), ("min_divisors", 1)):
+        for key, default in (("min", None), ("max", None), *defaults.items()):
             v = value.get(key, default)
             if v is None:
-                raise self.fail(f"{where}.{key}", "missing (required by rule htas)")
+                raise self.fail(f"{where}.{key}", f"missing (required by rule {name})")
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise self.fail(f"{where}.{key}", f"expected a positive integer, got {v!r}")
             nums[key] = v
         if not lo <= nums["min"] <= nums["max"] <= hi:
             raise self.fail(where, f"min..max must lie within {lo}..{hi} with min <= max")
-        values = htas_counts(nums["min"], nums["max"], nums["max_odd_factor"], nums["min_divisors"])
+        if name == "htas":
+            return self.htas(value, where, nums)
+        values = divisor_counts(nums["min"], nums["max"], nums["max_odd_factor"], nums["min_divisors"])
         if not values:
-            raise self.fail(where, "the htas rule selects no count in min..max; relax max_odd_factor or min_divisors")
-        return ChoiceSpec(tuple(values), rule={"rule": "htas", **nums})
+            raise self.fail(where, "the divisors rule selects no count in min..max; relax max_odd_factor or min_divisors")
+        return ChoiceSpec(tuple(values), rule={"rule": "divisors", **nums})
+
+    def htas(self, value: dict[str, Any], where: str, nums: dict[str, int]) -> ChoiceSpec:
+        """The htas rule's fields; its choices are measured once the space has its context (_resolved)."""
+        from codesign.search.htas import MAX_MEASURED
+
+        if nums["e"] * nums["max"] > MAX_MEASURED:
+            raise self.fail(where, f"htas measures every count 1..e*max; e*max = {nums['e'] * nums['max']} is above "
+                            f"{MAX_MEASURED} (lower max or e, or use rule: divisors or a list)")
+        rule: dict[str, Any] = {"rule": "htas", **nums}
+        alpha = value.get("alpha")
+        if alpha is not None:
+            if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 < alpha <= 10:
+                raise self.fail(f"{where}.alpha", f"{alpha!r} is not allowed; allowed: a number in (0, 10] "
+                                "(leave it out to fit it)")
+            rule["alpha"] = float(alpha)
+        per_slot, key = self.resolved(value.get("resolved"), f"{where}.resolved", nums["min"], nums["max"])
+        values = tuple(sorted({v for _, counts in per_slot for v in counts}))
+        return ChoiceSpec(values, rule=rule, per_slot=per_slot, resolved_for=key)
+
+    def resolved(self, value: Any, where: str, lo: int, hi: int
+                 ) -> tuple[tuple[tuple[str, tuple[int, ...]], ...], tuple[Any, ...] | None]:
+        """The choices a resolved space file saved (codesign space --out, a run's space.yaml)."""
+        if value is None:
+            return (), None
+        if not isinstance(value, dict):
+            raise self.fail(where, f"expected a mapping (board, input, conv0 ...), got {type(value).__name__}")
+        board, frame = value.get("board"), value.get("input")
+        if not isinstance(board, str) or not board:
+            raise self.fail(f"{where}.board", "expected the board name the choices were measured on")
+        if (not isinstance(frame, list) or len(frame) != 4
+                or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in frame)):
+            raise self.fail(f"{where}.input", "expected [channels, height, width, classes], positive integers")
+        per_slot = []
+        for slot, counts in value.items():
+            if slot in ("board", "input"):
+                continue
+            if not isinstance(slot, str) or not _SLOT.fullmatch(slot):
+                raise self.fail(f"{where}.{slot}", "unknown field; allowed: board, input and positions conv0.., fc0..")
+            for v in self.list(counts, f"{where}.{slot}"):
+                if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+                    raise self.fail(f"{where}.{slot}", f"{v!r} is not allowed; allowed: integers in {lo}..{hi}")
+            per_slot.append((slot, tuple(counts)))
+        return tuple(per_slot), (board, *frame)
 
     def names(self, data: dict[str, Any], key: str, where: str, allowed: tuple[str, ...]) -> ChoiceSpec:
         values = self.list(data.get(key), f"{where}.{key}")
@@ -510,7 +601,7 @@ def space_from_dict(data: Any, source: str = "<space>", context: Context | None 
     bits = net.get("input_bits", 8)
     if isinstance(bits, bool) or not isinstance(bits, int) or not MIN_BITS <= bits <= MAX_BITS:
         raise f.fail("network.input_bits", f"{bits!r} is not allowed; allowed: {MIN_BITS}..{MAX_BITS}")
-    return SearchSpace(
+    space = SearchSpace(
         conv_blocks=f.ints(net, "conv_blocks", "network", 0, MAX_CONV_BLOCKS),
         dense_layers=f.ints(net, "dense_layers", "network", 0, MAX_DENSE_LAYERS),
         kernel=f.ints(net, "kernel", "network", 1, 11),
@@ -529,6 +620,7 @@ def space_from_dict(data: Any, source: str = "<space>", context: Context | None 
         tr=f.ints(eng, "tr", "hardware.engine", 1, 4096),
         tc=f.ints(eng, "tc", "hardware.engine", 1, 4096),
         input_bits=bits, context=context or Context(1, 8, 8, 10), source=source)
+    return _resolved(space)
 
 
 def load_space(path: str | Path | None = None, context: Context | None = None) -> SearchSpace:
@@ -543,5 +635,5 @@ def save_space(space: SearchSpace, path: str | Path) -> None:
     atomic_write_text(path, space.to_yaml())
 
 
-__all__ = ["Context", "Decision", "SearchSpace", "htas_counts", "level_to_divisor", "load_space",
+__all__ = ["Context", "Decision", "SearchSpace", "divisor_counts", "level_to_divisor", "load_space",
            "save_space", "space_from_dict"]
