@@ -9,6 +9,10 @@ each group's chosen count with its cycles and score, and with --out writes the r
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from codesign.search.space import SearchSpace
 
 NAME = "space"
 HELP = "resolve the search space on a board: the htas channel choices per position, with their scores"
@@ -27,7 +31,7 @@ def _number(v: float) -> str:
     return "-" if v == float("-inf") or v == float("inf") else f"{v:,.0f}"
 
 
-def table(space) -> list[str]:
+def table(space: SearchSpace) -> list[str]:
     """Per htas field and position: what was measured, the fit, and each group's pick."""
     from codesign.search import htas
 

@@ -207,7 +207,7 @@ def position_choice(space: SearchSpace, field: str, slot: str, board: Board) -> 
     fit, scores, chosen, bounds = choose(measured, lo, hi, g, alpha)
     consumer = net.layers[nxt]
     reads = f"{consumer.name} ({consumer.type}" + (f" {consumer.kernel}x{consumer.kernel}" if consumer.type == "conv" else "") \
-        + f" -> {consumer.out_channels or consumer.out_features}, reading x x {after.height}x{after.width})"
+        + f" -> {consumer.out_channels or consumer.out_features}, reading x channels of {after.height}x{after.width})"
     layer = net.layers[j]
     kind = f"{layer.kernel}x{layer.kernel} conv" if layer.type == "conv" else "dense"
     reference = (f"{slot}: {kind} on {ishape.channels}x{ishape.height}x{ishape.width} writing x, plus {reads}; "
