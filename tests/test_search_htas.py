@@ -61,6 +61,20 @@ def test_sweep_agrees_with_the_whole_design_model(x):
     assert ok.any() and fastest_cycles(layer, source, board, limit) == float(cycles[ok].min())
 
 
+def test_one_batch_over_many_widths_equals_one_layer_at_a_time():
+    # the batch stacks the layers' shapes into arrays (a window over x input channels, an MVAU of
+    # 9x inputs): the same figures as each layer scored alone with its own scalar shape
+    board = load_board("zc706")
+    limit = share_limit(board, 0.85 / 5)
+    readers = [(conv(32), InputSpec(x, 4, 4, 4)) for x in (1, 5, 12, 30, 64)]
+    writers = [(Layer(name="d", type="dense", out_features=x, weight_bits=2, act_bits=2), InputSpec(64, 1, 1, 2))
+               for x in (3, 16, 17)]
+    for batch in (readers, writers):
+        assert sweep(batch, board, limit).tolist() == [fastest_cycles(l, s, board, limit) for l, s in batch]
+    with pytest.raises(ValueError, match="one layer type"):
+        sweep(readers + writers, board, limit)
+
+
 # ---------------------------------------------------------------- fit, groups, choice
 
 def test_fit_recovers_a_known_power_law():
