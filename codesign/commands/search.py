@@ -290,10 +290,10 @@ class SearchRun:
         from hw_space.files import check_output_folder
 
         check_output_folder(self.out)  # all validation before the first file: a failed start leaves nothing
-        self.reward = self._reward()
         from codesign.search.objectives import objective_list
 
         self.objectives = objective_list(cfg.objectives)
+        self.reward = self._reward()
         self.out.mkdir(parents=True, exist_ok=True)
         if not self.resuming:
             save_space(self.space, self.out / SPACE)
@@ -302,7 +302,8 @@ class SearchRun:
         atomic_write_text(self.out / CONFIG, json.dumps(asdict(cfg), indent=2) + "\n")
 
     def _reward(self):
-        from codesign.search.evaluator import Reward, default_fps_target
+        from codesign.search.evaluator import Reward, default_target
+        from codesign.search.objectives import reward_objective
 
         cfg = self.cfg
         kind = cfg.reward_kind
@@ -310,10 +311,12 @@ class SearchRun:
             return Reward("latency", cfg.target_latency_us, kind)
         if cfg.target_fps is not None:
             return Reward("fps", cfg.target_fps, kind)
-        target = default_fps_target(self.space, self.board, cfg.max_util, seed=cfg.seed)
-        return Reward("fps", round(target, 1), kind,
-                      target_note="no target given: T is the median FPS of 500 random designs of the space that "
-                                  "fit the board, seeded")
+        # no target: soft on the run's first objective besides accuracy (fps for the default list)
+        objective = reward_objective(self.objectives)
+        target = default_target(self.space, self.board, cfg.max_util, objective, seed=cfg.seed)
+        return Reward(objective.name, float(f"{target:.4g}") if objective.name != "fps" else round(target, 1), kind,
+                      target_note=f"no target given: T is the median {objective.label} of 500 random designs of "
+                                  "the space that fit the board, seeded")
 
     def _study(self):
         from codesign.search.evaluator import Evaluator
@@ -349,7 +352,7 @@ class SearchRun:
                       f"{sum(r.status == 'trained' for r in records)} networks trained{again}")
         self._log(f"search: {self._strategy_label()} on {cfg.dataset} / {self.board.name}, {cfg.trials} candidates, "
                   f"{cfg.epochs} epochs each, {cfg.workers} worker(s); reward {self.reward.kind}, "
-                  f"target {self.reward.target:,.1f} {self.reward.objective.unit}")
+                  f"target {self.reward.target:,.6g} {self.reward.objective.unit}")
         return study
 
     def _strategy_label(self) -> str:
@@ -387,6 +390,13 @@ class SearchRun:
         plot_pareto(self.out / "pareto.png", self.records, self.front, self.choice.record,
                     title=f"{self._strategy_label()} on {self.cfg.dataset} / {self.board.name}", floor=self.choice.floor,
                     objectives=self.objectives)
+        from codesign.search.menndl import metrics_for, picks, plot_lower_bounds
+        from codesign.search.report import scored
+
+        done = scored(self.records)
+        metrics = metrics_for(self.objectives)
+        plot_lower_bounds(self.out, done, metrics, picks(done, metrics, self.choice.floor),
+                          title=f"{self._strategy_label()} on {self.cfg.dataset} / {self.board.name}")
         self._stage("Pareto front and plot", t)
         self.hls: dict[str, Any] = {}
         if self.choice.record is None:
