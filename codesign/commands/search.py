@@ -61,7 +61,7 @@ class SearchConfig:
     epochs: int = DEFAULT_EPOCHS
     skip_hls: bool = False
     # the Pareto front's objectives (codesign.search.objectives.OBJECTIVES): evolution's selection, the
-    # front, the best-trade-off choice; the reward (what RL learns from) is set by the target instead
+    # front, the best-trade-off choice, and the reward's metric when no target is given
     objectives: tuple[str, ...] = ("accuracy", "fps")
 
     @property
@@ -99,8 +99,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("--objectives", metavar="NAMES",
                         help="the Pareto front's objectives, comma-separated, from: " + ", ".join(OBJECTIVES)
-                             + " (default accuracy,fps); evolution selects on them and --choose best-trade-off and "
-                             "report.md read them; the reward (what rl learns from) keeps accuracy and the target")
+                             + " (default accuracy,fps; latency names latency_us); evolution selects on them, "
+                             "--choose best-trade-off and report.md (front, hypervolume, MENNDL table) read them; "
+                             "without a target the reward (what rl learns from) is soft on the first after accuracy")
     parser.add_argument("--space", help="search space YAML (default: codesign/data/default_space.yaml)")
     parser.add_argument("--seed", type=int, help="random seed of the whole run (default 0)")
     parser.add_argument("--out", default="codesign-search", help="run folder (default ./codesign-search)")
@@ -534,7 +535,8 @@ class SearchRun:
               f"({p['pruned_share']:.1%}, ~{p['saved_s']:.0f} s of training saved); front of {len(self.front)}")
         if rec is not None:
             print(f"chosen: #{rec.number} accuracy {rec.accuracy:.4f}, {rec.fps:,.0f} FPS (estimate), "
-                  f"LUT {rec.estimate['resources']['LUT']:,} -> {self.out / 'best' / 'design.yaml'}")
+                  f"LUT {rec.estimate['resources']['LUT']:,}, {float(rec.estimate.get('energy_mj', 0.0)):.4g} mJ, "
+                  f"{int(rec.estimate.get('model_bits', 0)):,} model bits -> {self.out / 'best' / 'design.yaml'}")
         hls = self.hls.get("skipped") or self.hls.get("failed") or f"C-simulation {self.hls.get('verdict')}"
         print(f"HLS: {hls}")
         for warning in self.hls.get("warnings", []):

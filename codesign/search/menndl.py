@@ -7,8 +7,8 @@ with the lower bound of the metric against accuracy.
 Here: inference time is the estimated first-frame latency, model size the bits of the weights,
 energy the estimated energy per inference at batch 1 (hw_space.power); the run's own objectives
 other than accuracy are added as further metrics. The best trade-off of a metric is taken in the
-(accuracy, metric) plane: both min-max normalized over the designs considered, on the objective's
-scale (log10 for energy, model bits and FPS, linear for accuracy and latency), weights
+(accuracy, metric) plane, among the designs on the metric's lower bound: both min-max normalized
+over those designs, on the objective's scale (log10 for energy, model bits and FPS, linear for accuracy and latency), weights
 TRADE_OFF_WEIGHTS; 0 is the ideal point (best accuracy and best metric), sqrt(2) the worst corner.
 Only designs at or above the accuracy floor (twice chance) are considered for the lowest-metric and
 best-trade-off picks, as the chooser does (all of them when none reaches it).
@@ -55,23 +55,26 @@ def trade_off_distances(records: Sequence[TrialRecord], metric: Objective) -> np
 
 def picks(records: Sequence[TrialRecord], metrics: Sequence[Objective], floor: float | None = None) -> list[Pick]:
     """For each metric: its lowest-metric (best, for a maximized one), most accurate and best-trade-off
-    design among `records` (scored ones: they have an accuracy and an estimate)."""
+    design among `records` (scored ones: they have an accuracy and an estimate). Distances are taken
+    over the metric's lower bound of the designs at or above the floor, as the chooser normalizes
+    over its front (codesign.search.report.choose), so the run's own objective picks the same design."""
     if not records:
         return []
     above = [r for r in records if floor is None or r.accuracy >= floor] or list(records)
     out: list[Pick] = []
     for m in metrics:
-        dist = trade_off_distances(above, m)
-        by_id = {id(r): float(d) for r, d in zip(above, dist)}
+        front = sorted(lower_bound(above, m), key=lambda r: -r.accuracy)  # on a tie the more accurate wins
+        dist = trade_off_distances(front, m)
+        by_id = {id(r): float(d) for r, d in zip(front, dist)}
         # lowest metric; ties: the more accurate
         lowest = max(above, key=lambda r: (m.maximized(m.of(r), scaled=False), r.accuracy))
         # most accurate over every design; ties: the better metric
         accurate = max(records, key=lambda r: (r.accuracy, m.maximized(m.of(r), scaled=False)))
-        k = min(range(len(above)), key=lambda i: (round(float(dist[i]), 9), -above[i].accuracy, i))
-        for role, rec in zip(ROLES, (lowest, accurate, above[k])):
+        k = min(range(len(front)), key=lambda i: (round(float(dist[i]), 9), i))
+        for role, rec in zip(ROLES, (lowest, accurate, front[k])):
             d = by_id.get(id(rec))
-            if d is None:  # the most accurate design is below the floor: measure it on the same scale
-                d = float(trade_off_distances([*above, rec], m)[-1])
+            if d is None:  # not on the bound (a tie, or below the floor): measured on the same scale
+                d = float(trade_off_distances([*front, rec], m)[-1])
             out.append(Pick(m, role, rec, d))
     return out
 

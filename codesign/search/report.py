@@ -372,11 +372,13 @@ RULE_TEXT = {  # {front}: the front's name (front_name)
 def _front_rows(front: Sequence[TrialRecord], floor: float | None) -> list[tuple[Any, ...]]:
     return [(r.number, f"{r.accuracy:.4f}" + (" (below floor)" if floor is not None and r.accuracy < floor else ""),
              f"{r.fps:,.0f}", f"{float(r.estimate['latency_us']):,.1f}",
+             f"{float(r.estimate.get('energy_mj', 0.0)):.4g}", f"{int(r.estimate.get('model_bits', 0)):,}",
              *(f"{int(r.estimate['resources'][k]):,}" for k in FRONT_RESOURCES), f"{r.reward:.4f}",
              summary(r.design)) for r in front]
 
 
-_FRONT_HEADER = ("#", "accuracy", "FPS", "latency us", "LUT", "BRAM18", "DSP", "reward", "design")
+_FRONT_HEADER = ("#", "accuracy", "FPS", "latency us", "energy mJ", "model bits", "LUT", "BRAM18", "DSP", "reward",
+                 "design")
 
 
 def _front_sections(s: RunSummary) -> list[str]:
@@ -484,7 +486,10 @@ def render_report(s: RunSummary) -> str:
                 f"Candidate #{rec.number}: accuracy {rec.accuracy:.4f}, {rec.fps:,.0f} FPS, latency "
                 f"{float(rec.estimate['latency_us']):,.1f} us, LUT {int(rec.estimate['resources']['LUT']):,}, BRAM18 "
                 f"{int(rec.estimate['resources']['BRAM18'])}, DSP {int(rec.estimate['resources']['DSP'])} "
-                f"({_pct(share)} of the board's most used resource), network hash `{rec.network_hash}`.", "",
+                f"({_pct(share)} of the board's most used resource), estimated power "
+                f"{float(rec.estimate.get('power_w', 0.0)):.3f} W, energy {float(rec.estimate.get('energy_mj', 0.0)):.4g} "
+                f"mJ per inference, {int(rec.estimate.get('model_bits', 0)):,} model bits, network hash "
+                f"`{rec.network_hash}`.", "",
                 f"Why: {s.choice.why}.", "",
                 f"`{summary(rec.design)}` - see `best/design.yaml`.", "", layer_table(rec.estimate), ""]
     out += ["## HLS (C-simulation)", ""]
