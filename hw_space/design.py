@@ -176,6 +176,14 @@ class Network:
         assert bits is not None
         return bits
 
+    def weight_counts(self) -> list[int]:
+        """Learned weights of every layer, in layer order (0 for a pool); what the model size counts."""
+        counts = [0] * len(self.layers)
+        for j, (shape_in, _) in zip(self.order(), self.shapes()):
+            layer = self.layers[j]
+            counts[j] = layer.kind.weight_count(layer, shape_in)
+        return counts
+
     @property
     def compute_layers(self) -> list[Layer]:
         return [layer for layer in self.layers if layer.is_compute]

@@ -11,6 +11,7 @@ import numpy as np
 from hw_space.boards import Board, load_board
 from hw_space.design import Design
 from hw_space.model import DEFAULT_MAX_UTIL, RESOURCE_NAMES, BatchResult, evaluate_design
+from hw_space.power import DEFAULT_ACTIVITY, energy_batch1_mj, energy_stream_mj, estimate_power
 from hw_space.widths import AP_INT_MAX_W, too_wide
 
 
@@ -56,10 +57,30 @@ class Estimate:
     layers: list[LayerEstimate] = field(default_factory=list)
     simulated: bool = False  # II, latency and FIFO depths from the cycle-level simulation
     analytical_ii_cycles: int = 0  # the slowest stage (equals ii_cycles unless the simulation disagrees)
+    # estimated PL power (hw_space.power: static + dynamic at the clock and activity), W
+    static_w: float = 0.0
+    dynamic_w: float = 0.0
+    activity: float = DEFAULT_ACTIVITY
+    model_bits: int = 0    # bits of all learned weights (sum of weights x weight bits; no thresholds)
+    model_params: int = 0  # learned weights (conv K*K*Cin*Cout, dense in*out; no biases, BN or thresholds)
 
     @property
     def latency_us(self) -> float:
         return self.latency_cycles / self.clock_mhz
+
+    @property
+    def power_w(self) -> float:
+        return self.static_w + self.dynamic_w
+
+    @property
+    def energy_mj(self) -> float:
+        """Energy of one inference at batch 1: power x latency, mJ."""
+        return float(energy_batch1_mj(self.power_w, self.latency_us))
+
+    @property
+    def energy_stream_mj(self) -> float:
+        """Energy per frame when streaming: power / FPS, mJ."""
+        return float(energy_stream_mj(self.power_w, self.fps))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -70,6 +91,9 @@ class Estimate:
             "latency_us": self.latency_us, "resources": self.resources, "capacity": self.capacity,
             "utilization": self.utilization, "feasible": self.feasible, "violations": self.violations,
             "simulated": self.simulated, "analytical_ii_cycles": self.analytical_ii_cycles,
+            "power_w": self.power_w, "static_w": self.static_w, "dynamic_w": self.dynamic_w,
+            "activity": self.activity, "energy_mj": self.energy_mj, "energy_stream_mj": self.energy_stream_mj,
+            "model_bits": self.model_bits, "model_params": self.model_params,
         }
 
 
@@ -151,7 +175,29 @@ def estimate(design: Design, board: Board | None = None, max_util: float = DEFAU
         resources={k: int(v[0]) for k, v in result.resources.items()},
         capacity={k: board.capacity(k) for k in RESOURCE_NAMES},
         utilization={k: float(v[0]) for k, v in result.utilization.items()},
-        feasible=bool(result.feasible[0]) and not violations, violations=violations, layers=layers)
+        feasible=bool(result.feasible[0]) and not violations, violations=violations, layers=layers,
+        static_w=float(result.power.static_w[0]), dynamic_w=float(result.power.dynamic_w[0]),
+        activity=result.power.activity, model_bits=int(result.model_bits[0]),
+        model_params=int(sum(design.network.weight_counts())))
+
+
+ENERGY_KEYS = ("power_w", "static_w", "dynamic_w", "activity", "energy_mj", "energy_stream_mj", "model_bits",
+               "model_params")
+
+
+def energy_fields(est: dict[str, Any], design: Design, board: Board | None = None) -> dict[str, Any]:
+    """The power, energy and model-size keys of an estimate dict that lacks them (one written before
+    they existed), from its resources, clock, latency and FPS and the design's network."""
+    board = board or load_board(design.hardware.board)
+    power = estimate_power(est.get("resources") or {}, float(est["clock_mhz"]), board)
+    total = float(power.total_w[0])
+    wbits = [layer.weight_bits if layer.is_compute else 0 for layer in design.network.layers]
+    counts = design.network.weight_counts()
+    return {"power_w": total, "static_w": float(power.static_w[0]), "dynamic_w": float(power.dynamic_w[0]),
+            "activity": power.activity,
+            "energy_mj": float(energy_batch1_mj(total, float(est["latency_cycles"]) / float(est["clock_mhz"]))),
+            "energy_stream_mj": float(energy_stream_mj(total, float(est["fps"]))),
+            "model_bits": int(sum(w * c for w, c in zip(wbits, counts))), "model_params": int(sum(counts))}
 
 
 def format_estimate(est: Estimate) -> str:
@@ -173,6 +219,11 @@ def format_estimate(est: Estimate) -> str:
     lines.append(f"latency {est.latency_cycles:,} cycles = {est.latency_us:,.1f} us ({bound})")
     for k in RESOURCE_NAMES:
         lines.append(f"{k:<7}{est.resources[k]:>10,} / {est.capacity[k]:>9,}  ({est.utilization[k]:6.1%})")
+    lines.append(f"power_w {est.power_w:.4f} W (estimate: static {est.static_w:.4f} + dynamic {est.dynamic_w:.4f} "
+                 f"at {est.activity:.1%} toggle rate; programmable logic only, see docs/cost-model.md)")
+    lines.append(f"energy_mj {est.energy_mj:.6g} mJ per inference at batch 1 (power x latency); "
+                 f"streaming: {est.energy_stream_mj:.6g} mJ per frame (power / FPS)")
+    lines.append(f"model_bits {est.model_bits:,} ({est.model_params:,} weights x their weight bits)")
     if est.feasible:
         lines.append(f"feasible: yes (every resource within {est.max_util:.0%} of the board)")
     else:
@@ -181,4 +232,4 @@ def format_estimate(est: Estimate) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["Estimate", "LayerEstimate", "estimate", "format_estimate"]
+__all__ = ["ENERGY_KEYS", "Estimate", "LayerEstimate", "energy_fields", "estimate", "format_estimate"]

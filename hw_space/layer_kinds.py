@@ -63,6 +63,10 @@ class LayerKind:
     def check(self, r: Reader, layer: Layer, where: str, shape_in: Shape, shape_out: Shape) -> None:
         """Refuse a layer whose fields do not fit its input (one line naming the field)."""
 
+    def weight_count(self, layer: Layer, shape_in: Shape) -> int:
+        """How many learned weights it holds (the model size counts these; 0: no weights)."""
+        return 0
+
 
 def _bits(r: Reader, d: dict[str, Any], where: str, last: bool) -> dict[str, Any]:
     """weight_bits, and act_bits except on the last layer (raw logits, no activation)."""
@@ -104,6 +108,10 @@ class ConvKind(LayerKind):
         h, w = _window_shape(shape_in.height, shape_in.width, layer.kernel, layer.stride, layer.padding)
         return Shape(layer.out_channels, h, w)
 
+    def weight_count(self, layer: Layer, shape_in: Shape) -> int:
+        """K * K * Cin * Cout (no bias: quant.build's convolutions have none)."""
+        return layer.kernel * layer.kernel * shape_in.channels * layer.out_channels
+
     def check(self, r: Reader, layer: Layer, where: str, shape_in: Shape, shape_out: Shape) -> None:
         if layer.padding >= layer.kernel:
             raise r.fail(f"{where}.padding", f"{layer.padding} must be smaller than the kernel ({layer.kernel})")
@@ -125,6 +133,10 @@ class DenseKind(LayerKind):
 
     def output_shape(self, layer: Layer, shape_in: Shape) -> Shape:
         return Shape(layer.out_features, 1, 1)
+
+    def weight_count(self, layer: Layer, shape_in: Shape) -> int:
+        """in_features * out_features, in_features the flattened input (no bias)."""
+        return shape_in.size * layer.out_features
 
 
 class MaxPoolKind(LayerKind):

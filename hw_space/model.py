@@ -28,6 +28,7 @@ from hw_space.layers import (
 )
 from hw_space.lowering import FoldSpec, fold_specs, lower_dataflow, lower_tiled
 from hw_space.memory import MEM_CODES
+from hw_space.power import PowerBreakdown, energy_batch1_mj, estimate_power
 from hw_space.widths import AP_INT_MAX_W
 
 DEFAULT_MAX_UTIL = 0.85
@@ -73,10 +74,25 @@ class BatchResult:
     clock_mhz: float
     max_util: float
     lutram: np.ndarray
+    power: PowerBreakdown  # estimated PL power (hw_space.power)
+    model_bits: np.ndarray  # bits of all weights: sum over layers of weights x weight bits
 
     @property
     def feasible(self) -> np.ndarray:
         return self.legal & self.fits & self.meets_target
+
+    @property
+    def latency_us(self) -> np.ndarray:
+        return self.latency_cycles / self.clock_mhz
+
+    @property
+    def power_w(self) -> np.ndarray:
+        return self.power.total_w
+
+    @property
+    def energy_mj(self) -> np.ndarray:
+        """Energy per inference at batch 1 (power x latency), mJ."""
+        return energy_batch1_mj(self.power_w, self.latency_us)
 
     def __len__(self) -> int:
         return len(self.ii_cycles)
@@ -115,6 +131,7 @@ class CostModel:
         self.act_bits = np.array([(l.act_bits or 0) if l.is_compute else 0 for l in network.layers], dtype=np.int64)
         # index of the compute layer whose activations feed layer j (-1: the network input)
         self.feeder = network.feeders()
+        self.weight_counts = np.array(network.weight_counts(), dtype=np.int64)  # (L,): learned weights per layer
         self._build_dataflow()
         self._build_tiled()
 
@@ -159,7 +176,8 @@ class CostModel:
     def _shell_stage(self, n: int) -> StageResult:
         return self._stage(PlatformShell(), "platform", FoldArrays.blank(n))
 
-    def _finish(self, stages: list[StageResult], n: int, ii: np.ndarray, latency: np.ndarray) -> BatchResult:
+    def _finish(self, stages: list[StageResult], n: int, ii: np.ndarray, latency: np.ndarray,
+                wbits: np.ndarray) -> BatchResult:
         total = Resources.zeros(n)
         for st in stages:
             total = total + st.res
@@ -180,8 +198,10 @@ class CostModel:
         fits &= lutram <= self.max_util * self.board.lutram_capacity
         fps = self.clock_mhz * 1e6 / np.maximum(ii, 1)
         meets = fps >= self.target_fps if self.target_fps else np.ones(n, dtype=bool)
+        power = estimate_power(resources, self.clock_mhz, self.board)
+        model_bits = (np.asarray(wbits, dtype=np.int64) * self.weight_counts).sum(axis=1)
         return BatchResult(stages, ii, latency, fps, resources, util, legal & narrow, fits, meets, self.clock_mhz,
-                           self.max_util, lutram)
+                           self.max_util, lutram, power, model_bits)
 
     # ------------------------------------------------------------------ dataflow template
     def evaluate_dataflow(self, pe=None, simd=None, weight_bits=None, act_bits=None, mem=None, mac=None,
@@ -232,7 +252,7 @@ class CostModel:
         # Streaming stages overlap: the slowest sets the initiation interval; the sum of all stage
         # cycles bounds the latency of one frame from above (stages start before their producers end;
         # hw_space.simulate gives the simulated latency).
-        return self._finish(stages, n, cycles.max(axis=1), cycles.sum(axis=1))
+        return self._finish(stages, n, cycles.max(axis=1), cycles.sum(axis=1), wb)
 
     def _fifos(self, flow, n: int, depths) -> list[StageResult]:
         """The FIFO after every kernel but the output: its word is the kernel's output word."""
@@ -283,7 +303,7 @@ class CostModel:
         stages.append(self._shell_stage(n))
         total = np.stack([st.cycles for st in stages], axis=1).sum(axis=1)
         # Layer after layer on one engine: a frame's latency is the sum, and so is the II.
-        return self._finish(stages, n, total, total)
+        return self._finish(stages, n, total, total, wb)
 
 
 def design_arrays(design: Design, specs: list[FoldSpec] | None = None) -> dict[str, np.ndarray]:

@@ -104,7 +104,7 @@ def test_reward_is_the_mnasnet_scalarization_to_the_bit():
         "hard constraint: reward = accuracy when LAT / T <= 1 (w = 0), otherwise the penalty 0 without training; "
         "ratio = LAT / T, LAT the simulated first-frame latency in us, T = 12.5 us (given by the user)")
     for bad, why in ((dict(metric="accuracy"), "metric 'accuracy' is not allowed"),
-                     (dict(metric="energy"), "not allowed"), (dict(kind="firm"), "kind 'firm'")):
+                     (dict(metric="joules"), "not allowed"), (dict(kind="firm"), "kind 'firm'")):
         with pytest.raises(CodesignError, match=why):
             Reward(**bad)
 

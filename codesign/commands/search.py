@@ -61,7 +61,7 @@ class SearchConfig:
     epochs: int = DEFAULT_EPOCHS
     skip_hls: bool = False
     # the Pareto front's objectives (codesign.search.objectives.OBJECTIVES): evolution's selection, the
-    # front, the best-trade-off choice; the reward (what RL learns from) is set by the target instead
+    # front, the best-trade-off choice, and the reward's metric when no target is given
     objectives: tuple[str, ...] = ("accuracy", "fps")
 
     @property
@@ -99,8 +99,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("--objectives", metavar="NAMES",
                         help="the Pareto front's objectives, comma-separated, from: " + ", ".join(OBJECTIVES)
-                             + " (default accuracy,fps); evolution selects on them and --choose best-trade-off and "
-                             "report.md read them; the reward (what rl learns from) keeps accuracy and the target")
+                             + " (default accuracy,fps; latency names latency_us); evolution selects on them, "
+                             "--choose best-trade-off and report.md (front, hypervolume, MENNDL table) read them; "
+                             "without a target the reward (what rl learns from) is soft on the first after accuracy")
     parser.add_argument("--space", help="search space YAML (default: codesign/data/default_space.yaml)")
     parser.add_argument("--seed", type=int, help="random seed of the whole run (default 0)")
     parser.add_argument("--out", default="codesign-search", help="run folder (default ./codesign-search)")
@@ -290,10 +291,10 @@ class SearchRun:
         from hw_space.files import check_output_folder
 
         check_output_folder(self.out)  # all validation before the first file: a failed start leaves nothing
-        self.reward = self._reward()
         from codesign.search.objectives import objective_list
 
         self.objectives = objective_list(cfg.objectives)
+        self.reward = self._reward()
         self.out.mkdir(parents=True, exist_ok=True)
         if not self.resuming:
             save_space(self.space, self.out / SPACE)
@@ -302,7 +303,8 @@ class SearchRun:
         atomic_write_text(self.out / CONFIG, json.dumps(asdict(cfg), indent=2) + "\n")
 
     def _reward(self):
-        from codesign.search.evaluator import Reward, default_fps_target
+        from codesign.search.evaluator import Reward, default_target
+        from codesign.search.objectives import reward_objective
 
         cfg = self.cfg
         kind = cfg.reward_kind
@@ -310,10 +312,12 @@ class SearchRun:
             return Reward("latency", cfg.target_latency_us, kind)
         if cfg.target_fps is not None:
             return Reward("fps", cfg.target_fps, kind)
-        target = default_fps_target(self.space, self.board, cfg.max_util, seed=cfg.seed)
-        return Reward("fps", round(target, 1), kind,
-                      target_note="no target given: T is the median FPS of 500 random designs of the space that "
-                                  "fit the board, seeded")
+        # no target: soft on the run's first objective besides accuracy (fps for the default list)
+        objective = reward_objective(self.objectives)
+        target = default_target(self.space, self.board, cfg.max_util, objective, seed=cfg.seed)
+        return Reward(objective.name, float(f"{target:.4g}") if objective.name != "fps" else round(target, 1), kind,
+                      target_note=f"no target given: T is the median {objective.label} of 500 random designs of "
+                                  "the space that fit the board, seeded")
 
     def _study(self):
         from codesign.search.evaluator import Evaluator
@@ -349,7 +353,7 @@ class SearchRun:
                       f"{sum(r.status == 'trained' for r in records)} networks trained{again}")
         self._log(f"search: {self._strategy_label()} on {cfg.dataset} / {self.board.name}, {cfg.trials} candidates, "
                   f"{cfg.epochs} epochs each, {cfg.workers} worker(s); reward {self.reward.kind}, "
-                  f"target {self.reward.target:,.1f} {self.reward.objective.unit}")
+                  f"target {self.reward.target:,.6g} {self.reward.objective.unit}")
         return study
 
     def _strategy_label(self) -> str:
@@ -387,6 +391,13 @@ class SearchRun:
         plot_pareto(self.out / "pareto.png", self.records, self.front, self.choice.record,
                     title=f"{self._strategy_label()} on {self.cfg.dataset} / {self.board.name}", floor=self.choice.floor,
                     objectives=self.objectives)
+        from codesign.search.menndl import metrics_for, picks, plot_lower_bounds
+        from codesign.search.report import scored
+
+        done = scored(self.records)
+        metrics = metrics_for(self.objectives)
+        plot_lower_bounds(self.out, done, metrics, picks(done, metrics, self.choice.floor),
+                          title=f"{self._strategy_label()} on {self.cfg.dataset} / {self.board.name}")
         self._stage("Pareto front and plot", t)
         self.hls: dict[str, Any] = {}
         if self.choice.record is None:
@@ -524,7 +535,8 @@ class SearchRun:
               f"({p['pruned_share']:.1%}, ~{p['saved_s']:.0f} s of training saved); front of {len(self.front)}")
         if rec is not None:
             print(f"chosen: #{rec.number} accuracy {rec.accuracy:.4f}, {rec.fps:,.0f} FPS (estimate), "
-                  f"LUT {rec.estimate['resources']['LUT']:,} -> {self.out / 'best' / 'design.yaml'}")
+                  f"LUT {rec.estimate['resources']['LUT']:,}, {float(rec.estimate.get('energy_mj', 0.0)):.4g} mJ, "
+                  f"{int(rec.estimate.get('model_bits', 0)):,} model bits -> {self.out / 'best' / 'design.yaml'}")
         hls = self.hls.get("skipped") or self.hls.get("failed") or f"C-simulation {self.hls.get('verdict')}"
         print(f"HLS: {hls}")
         for warning in self.hls.get("warnings", []):

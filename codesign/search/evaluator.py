@@ -22,7 +22,7 @@ import numpy as np
 
 from codesign.search.executors import Executor, make_executor
 from codesign.search.journal import STARTED, TrialRecord
-from codesign.search.objectives import PENALTY, SOFT_W, Reward
+from codesign.search.objectives import FPS, PENALTY, SOFT_W, Objective, Reward
 from codesign.search.space import SearchSpace
 from codesign.search.training import Trainer, TrainOutcome, proxy_budget, train_job, train_network, train_threads
 from hw_space.boards import Board
@@ -40,17 +40,26 @@ def default_fps_target(space: SearchSpace, board: Board, max_util: float, seed: 
                        samples: int = DEFAULT_TARGET_SAMPLES) -> float:
     """Median FPS of random designs of the space that fit the board: the reward's target when the
     user gives none (so the reward trades accuracy for speed around a typical design)."""
+    return default_target(space, board, max_util, FPS, seed, samples)
+
+
+def default_target(space: SearchSpace, board: Board, max_util: float, objective: Objective, seed: int = 0,
+                   samples: int = DEFAULT_TARGET_SAMPLES) -> float:
+    """Median of `objective` (one the cost model computes: of_batch) over random designs of the space
+    that fit the board: the reward's target on that objective when the user gives none."""
+    if objective.of_batch is None:
+        raise CodesignError(f"objective {objective.name} is not computed by the cost model; it cannot set a target")
     rng = np.random.default_rng(seed)
-    fps = []
+    values = []
     for _ in range(samples):
         design = space.decode(space.sample(rng))
         r = CostModel(design.network, board, design.hardware.clock_mhz, max_util).evaluate_designs([design])
         if bool(r.feasible[0]):
-            fps.append(float(r.fps[0]))
-    if not fps:
+            values.append(float(objective.of_batch(r)[0]))
+    if not values:
         raise CodesignError(f"no design of {samples} random samples of the search space fits board {board.name}; "
                             "narrow the space (fewer channels, lower parallelism levels) or pick a larger board")
-    return float(np.median(fps))
+    return float(np.median(values))
 
 
 # ---------------------------------------------------------------- the evaluator
@@ -261,4 +270,5 @@ def _plain(value: Any) -> Any:
     return value
 
 
-__all__ = ["Costed", "Evaluator", "MAX_RESAMPLES", "PENALTY", "Reward", "SOFT_W", "default_fps_target"]
+__all__ = ["Costed", "Evaluator", "MAX_RESAMPLES", "PENALTY", "Reward", "SOFT_W", "default_fps_target",
+           "default_target"]

@@ -5,7 +5,7 @@ from; and the helpers that turn records into the maximized points the Pareto mac
 
 A run's objective list (default accuracy and FPS) is saved in its config.json and fixed on resume
 (Optuna keeps a study's `directions` in its storage, optuna/study/study.py:91). Adding an objective
-(energy, model size) is one `OBJECTIVES` entry once the estimate carries the figure.
+is one `OBJECTIVES` entry once the estimate carries the figure (energy and model size are).
 """
 
 from __future__ import annotations
@@ -129,12 +129,21 @@ FPS = Objective("fps", "maximize", _estimate_field("fps"), "FPS", unit="FPS", sc
 LATENCY = Objective("latency_us", "minimize", _estimate_field("latency_us"), "latency", unit="us",
                     description="the simulated first-frame latency in us", symbol="LAT",
                     of_batch=lambda r: r.latency_cycles / r.clock_mhz)
+ENERGY = Objective("energy", "minimize", _estimate_field("energy_mj"), "energy", unit="mJ", scale="log10",
+                   value_format=".4g", symbol="E",
+                   description="estimated energy per inference at batch 1 (PL power x latency; hw_space.power)",
+                   of_batch=lambda r: r.energy_mj)
+MODEL_BITS = Objective("model_bits", "minimize", _estimate_field("model_bits"), "model bits", unit="bits",
+                       scale="log10", value_format=",.0f", symbol="BITS",
+                       description="bits of all learned weights (weights x weight bits)",
+                       of_batch=lambda r: r.model_bits.astype(float))
 RESOURCE_OBJECTIVES = {k: Objective(k, "minimize", _resource(k), k, unit=k, value_format=",.0f",
                                     description=f"{k} count of the analytical estimate", of_batch=_batch_resource(k))
                        for k in RESOURCES}
 
 # the registry: every objective a run may name (config.json `objectives`, --objectives)
-OBJECTIVES: dict[str, Objective] = {o.name: o for o in (ACCURACY, FPS, LATENCY, *RESOURCE_OBJECTIVES.values())}
+OBJECTIVES: dict[str, Objective] = {o.name: o for o in (ACCURACY, FPS, LATENCY, ENERGY, MODEL_BITS,
+                                                        *RESOURCE_OBJECTIVES.values())}
 DEFAULT_OBJECTIVES: tuple[Objective, ...] = (ACCURACY, FPS)  # the front of a run that names none
 # added to the run's objectives for the resource-aware front (pareto.json `resource_front`, the progress line's front)
 FRONT_RESOURCES: tuple[str, ...] = ("LUT", "BRAM18", "DSP")
@@ -144,6 +153,7 @@ def objective_list(names: Sequence[str] | str) -> tuple[Objective, ...]:
     """The objectives named (a sequence, or one comma-separated string as --objectives takes it)."""
     if isinstance(names, str):
         names = [n.strip() for n in names.split(",") if n.strip()]
+    names = [REWARD_ALIASES.get(n, n) for n in names]  # "latency" names latency_us
     if not names:
         raise CodesignError(f"--objectives names no objective; allowed: {', '.join(OBJECTIVES)}")
     unknown = [n for n in names if n not in OBJECTIVES]
@@ -152,6 +162,12 @@ def objective_list(names: Sequence[str] | str) -> tuple[Objective, ...]:
     if len(set(names)) != len(names):
         raise CodesignError(f"--objectives {','.join(names)} names an objective twice")
     return tuple(OBJECTIVES[n] for n in names)
+
+
+def reward_objective(objectives: Sequence[Objective]) -> Objective:
+    """The objective the reward puts accuracy against when the user gives no target: the run's first
+    objective other than accuracy that the cost model computes (fps for the default list)."""
+    return next((o for o in objectives if o.name != ACCURACY.name and o.of_batch is not None), FPS)
 
 
 def with_resources(objectives: Sequence[Objective]) -> tuple[Objective, ...]:
@@ -287,6 +303,6 @@ def use_objectives(strategy: Any, objectives: Sequence[Objective], reward: Rewar
                             "them; give a reward or use --strategy evolution")
 
 
-__all__ = ["ACCURACY", "DEFAULT_OBJECTIVES", "FPS", "FRONT_RESOURCES", "LATENCY", "Measured", "Measurement",
+__all__ = ["ACCURACY", "DEFAULT_OBJECTIVES", "ENERGY", "FPS", "MODEL_BITS", "FRONT_RESOURCES", "LATENCY", "Measured", "Measurement",
            "OBJECTIVES", "Objective", "PENALTY", "REWARD_ALIASES", "Reward", "SOFT_W", "and_list", "describe", "describe_grouped",
-           "objective_list", "objective_vector", "points", "use_objectives", "values_of", "with_resources"]
+           "objective_list", "objective_vector", "points", "reward_objective", "use_objectives", "values_of", "with_resources"]

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from codesign.search.journal import TrialRecord
+from codesign.search.menndl import TRADE_OFF_WEIGHTS, metrics_for, picks, render_table
 from codesign.search.objectives import (
     DEFAULT_OBJECTIVES,
     FRONT_RESOURCES,
@@ -31,7 +32,7 @@ from codesign.search.objectives import (
     points,
     with_resources,
 )
-from codesign.search.pareto import ideal_point_distances, pareto_mask
+from codesign.search.pareto import hypervolume_2d, ideal_point_distances, pareto_mask
 from hw_space.design import atomic_write_text
 
 CHOOSE_RULES = ("best-trade-off", "most-accurate", "fastest", "smallest")
@@ -40,7 +41,7 @@ DEFAULT_CHOOSE = "best-trade-off"
 TRADE_OFF_WEIGHT = 1.0
 FLOOR_TIMES_CHANCE = 2.0  # designs below this multiple of chance accuracy are not chosen nor normalized over
 CSV_FIELDS = ("number", "network_hash", "accuracy", "fps", "latency_us", "LUT", "FF", "BRAM18", "URAM", "DSP",
-              "reward", "status", "summary")
+              "power_w", "energy_mj", "model_bits", "reward", "status", "summary")
 
 
 def summary(design: dict[str, Any]) -> str:
@@ -204,7 +205,10 @@ def row(r: TrialRecord) -> dict[str, Any]:
     res = r.estimate["resources"]
     return {"number": r.number, "network_hash": r.network_hash, "accuracy": round(float(r.accuracy), 6),
             "fps": round(r.fps, 3), "latency_us": round(float(r.estimate["latency_us"]), 3),
-            **{k: int(res[k]) for k in ("LUT", "FF", "BRAM18", "URAM", "DSP")}, "reward": round(r.reward, 6),
+            **{k: int(res[k]) for k in ("LUT", "FF", "BRAM18", "URAM", "DSP")},
+            "power_w": round(float(r.estimate.get("power_w", 0.0)), 6),
+            "energy_mj": float(f"{float(r.estimate.get('energy_mj', 0.0)):.6g}"),
+            "model_bits": int(r.estimate.get("model_bits", 0)), "reward": round(r.reward, 6),
             "status": r.status, "summary": summary(r.design)}
 
 
@@ -368,11 +372,13 @@ RULE_TEXT = {  # {front}: the front's name (front_name)
 def _front_rows(front: Sequence[TrialRecord], floor: float | None) -> list[tuple[Any, ...]]:
     return [(r.number, f"{r.accuracy:.4f}" + (" (below floor)" if floor is not None and r.accuracy < floor else ""),
              f"{r.fps:,.0f}", f"{float(r.estimate['latency_us']):,.1f}",
+             f"{float(r.estimate.get('energy_mj', 0.0)):.4g}", f"{int(r.estimate.get('model_bits', 0)):,}",
              *(f"{int(r.estimate['resources'][k]):,}" for k in FRONT_RESOURCES), f"{r.reward:.4f}",
              summary(r.design)) for r in front]
 
 
-_FRONT_HEADER = ("#", "accuracy", "FPS", "latency us", "LUT", "BRAM18", "DSP", "reward", "design")
+_FRONT_HEADER = ("#", "accuracy", "FPS", "latency us", "energy mJ", "model bits", "LUT", "BRAM18", "DSP", "reward",
+                 "design")
 
 
 def _front_sections(s: RunSummary) -> list[str]:
@@ -393,6 +399,46 @@ def _front_sections(s: RunSummary) -> list[str]:
                 f"Non-dominated over {describe_grouped(with_resources(s.objectives))}: {len(res)} of the {n} "
                 "trained designs (`resource_front` in `pareto.json`); a design here trades accuracy or speed for "
                 "fewer resources.", "", _table(_FRONT_HEADER, _front_rows(res, floor)), ""]
+    return out
+
+
+def front_hypervolume(records: Sequence[TrialRecord], objectives: Sequence[Objective]) -> float | None:
+    """Hypervolume of the trained designs over two objectives (accuracy and one other), each min-max
+    normalized on its scale over those designs, from the worst corner (0..1; None for another number
+    of objectives or fewer than two designs)."""
+    cands = scored(records)
+    if len(objectives) != 2 or len(cands) < 2:
+        return None
+    pts = points(cands, objectives)
+    lo, hi = pts.min(axis=0), pts.max(axis=0)
+    span = np.where(hi > lo, hi - lo, 1.0)
+    return hypervolume_2d((pts - lo) / span, (-1e-9, -1e-9))
+
+
+def _menndl_section(s: RunSummary) -> list[str]:
+    """MENNDL's table (codesign.search.menndl): per metric the lowest-metric, most accurate and
+    best-trade-off design, with every metric of each, and the lower-bound plots."""
+    cands = scored(s.records)
+    metrics = metrics_for(s.objectives)
+    out = ["## MENNDL's metrics: inference time, model size, energy", ""]
+    if not cands:
+        return out + ["(no candidate was trained)", ""]
+    floor = s.choice.floor
+    out += ["For each metric (MENNDL, Young et al.: inference time = estimated latency, model size = bits of the "
+            "weights, energy = estimated energy per inference at batch 1 = PL power x latency; then the run's own "
+            "objectives): the design with the lowest metric, the most accurate design and the best trade-off, the "
+            "design nearest the ideal point of the (accuracy, metric) plane by Euclidean distance with weights "
+            f"{TRADE_OFF_WEIGHTS[0]:g} and {TRADE_OFF_WEIGHTS[1]:g}, both min-max normalized over the designs "
+            "considered (log10 for energy, model bits and FPS). Lowest-metric and best-trade-off picks consider the "
+            f"designs at or above the accuracy floor{f' ({_pct(floor)})' if floor is not None else ''}. Power and "
+            "energy are estimates (hw_space.power; docs/cost-model.md says which coefficients have a source).", "",
+            render_table(picks(cands, metrics, floor), metrics), "",
+            "Lower bound of each metric against accuracy: " + ", ".join(f"`menndl_{m.name}.png`" for m in metrics) + ".",
+            ""]
+    hv = front_hypervolume(s.records, s.objectives)
+    if hv is not None:
+        out += [f"Hypervolume over {describe(s.objectives)}: {hv:.4f} (each min-max normalized on its scale over "
+                f"the {len(cands)} trained designs, from the worst corner; 1 would be one design best in both).", ""]
     return out
 
 
@@ -428,6 +474,7 @@ def render_report(s: RunSummary) -> str:
         out += [f"Training budget per candidate: {s.budget}.", ""]
     out += ["## Reward", "", s.reward_formula, ""]
     out += _front_sections(s)
+    out += _menndl_section(s)
     out += ["## Chosen design", ""]
     rec = s.choice.record
     rule = s.choice.rule or DEFAULT_CHOOSE
@@ -439,7 +486,10 @@ def render_report(s: RunSummary) -> str:
                 f"Candidate #{rec.number}: accuracy {rec.accuracy:.4f}, {rec.fps:,.0f} FPS, latency "
                 f"{float(rec.estimate['latency_us']):,.1f} us, LUT {int(rec.estimate['resources']['LUT']):,}, BRAM18 "
                 f"{int(rec.estimate['resources']['BRAM18'])}, DSP {int(rec.estimate['resources']['DSP'])} "
-                f"({_pct(share)} of the board's most used resource), network hash `{rec.network_hash}`.", "",
+                f"({_pct(share)} of the board's most used resource), estimated power "
+                f"{float(rec.estimate.get('power_w', 0.0)):.3f} W, energy {float(rec.estimate.get('energy_mj', 0.0)):.4g} "
+                f"mJ per inference, {int(rec.estimate.get('model_bits', 0)):,} model bits, network hash "
+                f"`{rec.network_hash}`.", "",
                 f"Why: {s.choice.why}.", "",
                 f"`{summary(rec.design)}` - see `best/design.yaml`.", "", layer_table(rec.estimate), ""]
     out += ["## HLS (C-simulation)", ""]
@@ -463,5 +513,5 @@ def write_report(run_dir: Path, s: RunSummary) -> None:
 
 
 __all__ = ["CHOOSE_RULES", "DEFAULT_CHOOSE", "Choice", "RunSummary", "accuracy_floor", "board_share", "choose",
-           "front_name", "layer_table", "outcome", "pareto_front", "plot_pareto", "pruning_stats", "render_report",
+           "front_hypervolume", "front_name", "layer_table", "outcome", "pareto_front", "plot_pareto", "pruning_stats", "render_report",
            "resource_front", "scored", "summary", "write_pareto", "write_report"]

@@ -7,6 +7,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from hw_space.errors import CodesignError
+
 STATUSES = ("trained", "cached", "pruned")
 STARTED = "started"  # status of a start record whose candidate fits (it is trained or served from the cache)
 OP = "op"            # key of a log's operation tag; absent: a finish record
@@ -52,7 +54,24 @@ class TrialRecord:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrialRecord:
         known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
-        return cls(**known)
+        record = cls(**known)
+        record.estimate = with_energy(record.estimate, record.design)
+        return record
+
+
+def with_energy(est: dict[str, Any] | None, design: dict[str, Any] | None) -> dict[str, Any] | None:
+    """An estimate with the power, energy and model-size keys: as it is when it has them; for a record
+    journaled before they existed, computed from its resources, latency and design (hw_space.estimate.
+    energy_fields), so old journals load, resume and rank by energy. Unchanged when that fails."""
+    if not est or "energy_mj" in est or not isinstance(design, dict):
+        return est
+    from hw_space.design import design_from_dict
+    from hw_space.estimate import energy_fields
+
+    try:
+        return {**est, **energy_fields(est, design_from_dict(design, "<journal record>"))}
+    except (CodesignError, KeyError, TypeError, ValueError, ZeroDivisionError):  # damaged: keep what it has
+        return est
 
 
 def to_log(record: TrialRecord, op: str | None = None) -> dict[str, Any]:
@@ -76,4 +95,4 @@ def from_log(log: Any) -> tuple[str | None, TrialRecord]:
         raise ValueError(str(exc)) from None
 
 
-__all__ = ["OP", "START", "STARTED", "STATUSES", "TrialRecord", "from_log", "to_log"]
+__all__ = ["OP", "START", "STARTED", "STATUSES", "TrialRecord", "from_log", "to_log", "with_energy"]
