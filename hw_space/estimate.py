@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from hw_space.boards import Board, load_board
+from hw_space.calibration import statement, statement_line
 from hw_space.design import Design
 from hw_space.model import DEFAULT_MAX_UTIL, RESOURCE_NAMES, BatchResult, evaluate_design
 from hw_space.widths import AP_INT_MAX_W, too_wide
@@ -56,6 +57,7 @@ class Estimate:
     layers: list[LayerEstimate] = field(default_factory=list)
     simulated: bool = False  # II, latency and FIFO depths from the cycle-level simulation
     analytical_ii_cycles: int = 0  # the slowest stage (equals ii_cycles unless the simulation disagrees)
+    calibration: dict[str, Any] = field(default_factory=dict)  # hw_space.calibration.statement
 
     @property
     def latency_us(self) -> float:
@@ -70,6 +72,7 @@ class Estimate:
             "latency_us": self.latency_us, "resources": self.resources, "capacity": self.capacity,
             "utilization": self.utilization, "feasible": self.feasible, "violations": self.violations,
             "simulated": self.simulated, "analytical_ii_cycles": self.analytical_ii_cycles,
+            "calibration": self.calibration,
         }
 
 
@@ -151,7 +154,8 @@ def estimate(design: Design, board: Board | None = None, max_util: float = DEFAU
         resources={k: int(v[0]) for k, v in result.resources.items()},
         capacity={k: board.capacity(k) for k in RESOURCE_NAMES},
         utilization={k: float(v[0]) for k, v in result.utilization.items()},
-        feasible=bool(result.feasible[0]) and not violations, violations=violations, layers=layers)
+        feasible=bool(result.feasible[0]) and not violations, violations=violations, layers=layers,
+        calibration=statement(hw.template))
 
 
 def format_estimate(est: Estimate) -> str:
@@ -173,6 +177,7 @@ def format_estimate(est: Estimate) -> str:
     lines.append(f"latency {est.latency_cycles:,} cycles = {est.latency_us:,.1f} us ({bound})")
     for k in RESOURCE_NAMES:
         lines.append(f"{k:<7}{est.resources[k]:>10,} / {est.capacity[k]:>9,}  ({est.utilization[k]:6.1%})")
+    lines.append(statement_line(est.template))
     if est.feasible:
         lines.append(f"feasible: yes (every resource within {est.max_util:.0%} of the board)")
     else:

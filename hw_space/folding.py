@@ -23,7 +23,7 @@ from hw_space.fold_axes import divisors as divisors  # re-exported: the one divi
 from hw_space.layers import MAC_AUTO, MAC_DSP, MAC_LUT, Role
 from hw_space.lowering import fold_specs
 from hw_space.memory import AUTO, BRAM, LUTRAM, URAM
-from hw_space.model import DEFAULT_MAX_UTIL, RESOURCE_NAMES, BatchResult, CostModel
+from hw_space.model import DEFAULT_MAX_UTIL, RESOURCE_NAMES, BatchResult, CostModel, design_arrays
 
 _MEM_NAMES = {AUTO: "auto", BRAM: "bram", LUTRAM: "lutram", URAM: "uram"}
 _MAC_NAMES = {MAC_AUTO: "auto", MAC_LUT: "lut", MAC_DSP: "dsp"}
@@ -53,7 +53,7 @@ def legal_folds(network: Network) -> dict[str, tuple[list[int], list[int]]]:
 class _LayerOptions:
     """Every option of one layer with its stage cycles and resources (arrays over options)."""
 
-    def __init__(self, model: CostModel, j: int, mem_styles: list[int], mac_styles: list[int]):
+    def __init__(self, model: CostModel, j: int, mem_styles: list[int], mac_styles: list[int], layout: np.ndarray):
         spec = model.fold_specs[j]
         mems = mem_styles if "weight_memory" in spec.styles else [AUTO]
         macs = mac_styles if "mac" in spec.styles else [MAC_AUTO]
@@ -64,7 +64,7 @@ class _LayerOptions:
                 for k, v in (("pe", 1), ("simd", 1), ("mem", AUTO), ("mac", MAC_AUTO))}
         for key, values in (("pe", self.pe), ("simd", self.simd), ("mem", self.mem), ("mac", self.mac)):
             cols[key][:, j] = values
-        result = model.evaluate_dataflow(cols["pe"], cols["simd"], mem=cols["mem"], mac=cols["mac"], n=n)
+        result = model.evaluate_dataflow(cols["pe"], cols["simd"], mem=cols["mem"], mac=cols["mac"], n=n, layout=layout)
         stages = [st for st in result.stages if _owner(model, st) == j]
         self.cycles = np.max([st.cycles for st in stages], axis=0)
         self.res = np.stack([_stage_sum(stages, k) for k in _BUDGETED], axis=1)
@@ -108,16 +108,18 @@ def _fixed_stages(model: CostModel) -> tuple[int, np.ndarray]:
     return cycles, res
 
 
-def _dataflow_options(model: CostModel) -> list[_LayerOptions]:
+def _dataflow_options(model: CostModel, layout: np.ndarray) -> list[_LayerOptions]:
+    """Every layer's options; each layer keeps the weight layout of the design (layout: (L,) codes)."""
     mem_styles = [AUTO, BRAM, LUTRAM] + ([URAM] if model.board.URAM > 0 else [])
     mac_styles = [MAC_LUT, MAC_DSP]
-    return [_LayerOptions(model, j, mem_styles, mac_styles) for j in range(model.L)]
+    return [_LayerOptions(model, j, mem_styles, mac_styles, layout) for j in range(model.L)]
 
 
 def _apply_dataflow(design: Design, options: list[_LayerOptions], picks: list[int]) -> Design:
     # a layer without SIMD or styles (a max-pool) has options at their defaults: LayerFold(pe=...)
+    hw = design.hardware
     folds = {layer.name: LayerFold(pe=int(opt.pe[k]), simd=int(opt.simd[k]), weight_memory=_MEM_NAMES[int(opt.mem[k])],
-                                   mac=_MAC_NAMES[int(opt.mac[k])])
+                                   mac=_MAC_NAMES[int(opt.mac[k])], weight_layout=hw.fold(layer.name).weight_layout)
              for layer, opt, k in zip(design.network.layers, options, picks)}
     return design.with_hardware(template="dataflow", layers=folds, engine=None)
 
@@ -126,7 +128,7 @@ def _fold_dataflow(design: Design, model: CostModel, target_cycles: int | None) 
     """The sweep below prices each layer with its neighbours at their defaults, so the width
     converters between two folded layers are approximate: re-check the whole design and tighten
     the budget of the resource that overflows until it fits."""
-    options = _dataflow_options(model)
+    options = _dataflow_options(model, design_arrays(design, model.fold_specs)["layout"])
     scale = np.ones(len(_BUDGETED))
     caps = _capacities(model.board)
     for _ in range(8):
@@ -188,8 +190,10 @@ def greedy_fold(design: Design, board: Board, max_util: float = DEFAULT_MAX_UTIL
     pe, simd = model.default_pe.copy(), np.ones(L, dtype=np.int64)
     frozen = np.zeros(L, dtype=bool)
 
+    layout = design_arrays(design, model.fold_specs)["layout"]
+
     def score(p: np.ndarray, s: np.ndarray) -> BatchResult:
-        return model.evaluate_dataflow(p[None, :], s[None, :], n=1)
+        return model.evaluate_dataflow(p[None, :], s[None, :], n=1, layout=layout)
 
     current = score(pe, simd)
     if not current.fits[0]:
@@ -221,7 +225,9 @@ def greedy_fold(design: Design, board: Board, max_util: float = DEFAULT_MAX_UTIL
         else:
             frozen[j] = True
     # a layer without SIMD (a max-pool) keeps simd = 1, the default: LayerFold(pe=...)
-    layers = {layer.name: LayerFold(pe=int(pe[j]), simd=int(simd[j])) for j, layer in enumerate(design.network.layers)}
+    layers = {layer.name: LayerFold(pe=int(pe[j]), simd=int(simd[j]),
+                                    weight_layout=design.hardware.fold(layer.name).weight_layout)
+              for j, layer in enumerate(design.network.layers)}
     return design.with_hardware(template="dataflow", layers=layers, engine=None)
 
 
@@ -262,7 +268,7 @@ def _fold_tiled(design: Design, model: CostModel, target_cycles: int | None) -> 
 def fold(design: Design, board: Board, target_fps: float | None = None,
          max_util: float = DEFAULT_MAX_UTIL) -> Design:
     """The design with the fastest folding that fits the board (no target), or the cheapest that
-    reaches target_fps. Raises CodesignError, saying why, when nothing fits or the target is out
+    reaches target_fps; every layer keeps its weight_layout. Raises CodesignError, saying why, when nothing fits or the target is out
     of reach. The network (and its bits) is never changed."""
     model = CostModel(design.network, board, design.hardware.clock_mhz, max_util)
     target_cycles = None
