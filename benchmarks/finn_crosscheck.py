@@ -365,6 +365,66 @@ def speed(design: Design, finn_model_path: Path, n_finn: int = 20, n_ours: int =
             "our_designs": n_ours, "our_s": ours_s, "our_per_s": n_ours / ours_s}
 
 
+# ---------------------------------------------------------------- FIFOs and width converters
+
+def stream_comparison(design: Design) -> dict:
+    """Our FIFOs (deeper than the 2-word register pair, at the simulated depths) and width converters
+    against FINN's own models of the same shapes: FINN's estimate-only flow inserts neither, so we ask
+    its estimators directly: finn.util.resource_models._fifo_cost with its 'auto' style choice (FINN's
+    fifo.sv; our FIFOs are hls::stream, so this is a comparison of scale, not of one circuit) and
+    StreamingDataWidthConverter.lut_estimation. Returns per-stage rows and totals."""
+    setup_finn()
+    from finn.util.resource_models import _fifo_cost, _resolve
+    from onnx import helper
+    from qonnx.custom_op.registry import getCustomOp
+
+    from codesign.backend.finn_export import finn_board
+    from hw_space.layers import FIFO_REGISTER_DEPTH
+    from hw_space.model import evaluate_design
+    from hw_space.simulate import size_fifos
+
+    board = load_board(design.hardware.board)
+    part = finn_board(board)[1]
+    result = evaluate_design(design, board, fifo_depths=[size_fifos(design, board).depths])
+    rows = []
+    for st in result.stages:
+        if not bool(np.asarray(st.active)[0]) or st.kind not in ("fifo", "dwc"):
+            continue
+        width = int(np.asarray(st.width)[0])
+        ours = {k: int(np.asarray(getattr(st.res, k))[0]) for k in ("LUT", "BRAM18")}
+        if st.kind == "fifo":
+            depth = int(np.asarray(st.detail["depth"]).reshape(-1)[0])
+            if depth <= FIFO_REGISTER_DEPTH:
+                continue
+            cost = _fifo_cost(depth, width, _resolve(depth, width, "auto"))
+            finn = {"LUT": int(cost.lut), "BRAM18": int(cost.bram)}
+            shape = f"{depth} x {width} bits"
+        else:
+            n_in = int(np.asarray(st.detail["in_elems"]).reshape(-1)[0])
+            n_out = int(np.asarray(st.detail["out_elems"]).reshape(-1)[0])
+            bits = width // max(n_in, n_out)
+            total = int(st.detail["total"])
+            node = helper.make_node("StreamingDataWidthConverter", ["i"], ["o"], domain="finn.custom_op.fpgadataflow",
+                                    inWidth=n_in * bits, outWidth=n_out * bits, inShape=[1, total], outShape=[1, total],
+                                    dataType=f"UINT{bits}")
+            finn = {"LUT": int(getCustomOp(node).lut_estimation(part)), "BRAM18": 0}
+            shape = f"{n_in * bits} -> {n_out * bits} bits"
+        rows.append({"stage": st.name, "kind": st.kind, "shape": shape, "ours": ours, "finn": finn})
+    totals = {who: {k: sum(r[who][k] for r in rows) for k in ("LUT", "BRAM18")} for who in ("ours", "finn")}
+    return {"rows": rows, "totals": totals}
+
+
+def format_stream_comparison(name: str, sc: dict) -> str:
+    lines = [f"-- {name}: FIFOs (> 2 words) and width converters, ours vs FINN's models of the same shapes",
+             f"{'stage':<26}{'shape':<22}{'LUT ours':>9}{'FINN':>7}{'BRAM ours':>10}{'FINN':>6}"]
+    for r in sc["rows"]:
+        lines.append(f"{r['stage']:<26}{r['shape']:<22}{r['ours']['LUT']:>9,}{r['finn']['LUT']:>7,}"
+                     f"{r['ours']['BRAM18']:>10,}{r['finn']['BRAM18']:>6,}")
+    t = sc["totals"]
+    lines.append(f"{'total':<48}{t['ours']['LUT']:>9,}{t['finn']['LUT']:>7,}{t['ours']['BRAM18']:>10,}{t['finn']['BRAM18']:>6,}")
+    return "\n".join(lines)
+
+
 # ---------------------------------------------------------------- folding: FINN's SetFolding vs ours
 
 FOLD_ATTRS = ("PE", "SIMD", "ram_style", "resType")
@@ -584,6 +644,13 @@ def run_case(name: str, design: Design, work: Path, do_speed: bool, do_exec: boo
     out["comparison"] = cmp
     print(format_comparison(name, cmp), flush=True)
     print(f"times: export {export_s:.1f} s, FINN estimate-only build {finn['seconds']:.1f} s", flush=True)
+    try:
+        sc = stream_comparison(design)
+        out["stream_comparison"] = sc
+        print(format_stream_comparison(name, sc), flush=True)
+    except Exception as exc:  # report and go on
+        out["stream_comparison"] = {"error": f"{type(exc).__name__}: {exc}"}
+        print(f"FIFOs and width converters: not compared ({type(exc).__name__}: {exc})", flush=True)
     if do_fold:
         try:
             fc = fold_comparison(design, Path(finn["out"]))

@@ -64,10 +64,23 @@ class _LayerOptions:
                 for k, v in (("pe", 1), ("simd", 1), ("mem", AUTO), ("mac", MAC_AUTO))}
         for key, values in (("pe", self.pe), ("simd", self.simd), ("mem", self.mem), ("mac", self.mac)):
             cols[key][:, j] = values
-        result = model.evaluate_dataflow(cols["pe"], cols["simd"], mem=cols["mem"], mac=cols["mac"], n=n, layout=layout)
-        stages = [st for st in result.stages if _owner(model, st) == j]
-        self.cycles = np.max([st.cycles for st in stages], axis=0)
+
+        def stages_of(pe: np.ndarray) -> list:
+            result = model.evaluate_dataflow(pe, cols["simd"], mem=cols["mem"], mac=cols["mac"], n=n, layout=layout)
+            return [st for st in result.stages if _owner(model, st) == j]
+
+        stages = stages_of(cols["pe"])
         self.res = np.stack([_stage_sum(stages, k) for k in _BUDGETED], axis=1)
+        if j > 0:
+            # cycles with the producer writing its widest word: a width converter reads one word per
+            # word its producer writes, and a producer never writes more words than it takes cycles,
+            # so the producer's own folding bounds that side; priced at the producer's default (PE 1)
+            # it would make every layer after a wide one look slow (CNV's conv1: 57,600 cycles at best)
+            wide = cols["pe"].copy()
+            wide[:, j - 1] = model.fold_specs[j - 1].values("pe")[-1]
+            self.cycles = np.max([st.cycles for st in stages_of(wide)], axis=0)
+        else:
+            self.cycles = np.max([st.cycles for st in stages], axis=0)
         keep = np.all([st.legal for st in stages], axis=0)
         for arr in ("pe", "simd", "mem", "mac", "cycles", "res"):
             setattr(self, arr, getattr(self, arr)[keep])
@@ -136,7 +149,8 @@ def _fold_dataflow(design: Design, model: CostModel, target_cycles: int | None) 
         if folded is None:
             return None
         final = model.evaluate_designs([folded])
-        if bool(final.legal[0] and final.fits[0]):
+        meets = target_cycles is None or int(final.ii_cycles[0]) <= target_cycles
+        if bool(final.legal[0] and final.fits[0]) and meets:
             return folded
         used = np.array([int(final.resources[k][0]) for k in RESOURCE_NAMES] + [int(final.lutram[0])], dtype=float)
         over = used / np.maximum(model.max_util * caps, 1)
