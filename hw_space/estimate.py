@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from hw_space.boards import Board, load_board
-from hw_space.calibration import statement, statement_line
+from hw_space.calibration import statement_line
 from hw_space.design import Design
 from hw_space.model import DEFAULT_MAX_UTIL, RESOURCE_NAMES, BatchResult, evaluate_design
 from hw_space.widths import AP_INT_MAX_W, too_wide
@@ -57,7 +57,6 @@ class Estimate:
     layers: list[LayerEstimate] = field(default_factory=list)
     simulated: bool = False  # II, latency and FIFO depths from the cycle-level simulation
     analytical_ii_cycles: int = 0  # the slowest stage (equals ii_cycles unless the simulation disagrees)
-    calibration: dict[str, Any] = field(default_factory=dict)  # hw_space.calibration.statement
 
     @property
     def latency_us(self) -> float:
@@ -72,7 +71,6 @@ class Estimate:
             "latency_us": self.latency_us, "resources": self.resources, "capacity": self.capacity,
             "utilization": self.utilization, "feasible": self.feasible, "violations": self.violations,
             "simulated": self.simulated, "analytical_ii_cycles": self.analytical_ii_cycles,
-            "calibration": self.calibration,
         }
 
 
@@ -154,8 +152,7 @@ def estimate(design: Design, board: Board | None = None, max_util: float = DEFAU
         resources={k: int(v[0]) for k, v in result.resources.items()},
         capacity={k: board.capacity(k) for k in RESOURCE_NAMES},
         utilization={k: float(v[0]) for k, v in result.utilization.items()},
-        feasible=bool(result.feasible[0]) and not violations, violations=violations, layers=layers,
-        calibration=statement(hw.template))
+        feasible=bool(result.feasible[0]) and not violations, violations=violations, layers=layers)
 
 
 def format_estimate(est: Estimate) -> str:

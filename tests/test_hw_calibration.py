@@ -12,6 +12,7 @@ The bounds: within 20 % on LUT and BRAM18 (BNN-PYNQ's Vivado-to-Vivado noise), a
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -19,7 +20,7 @@ import pytest
 
 from hw_space.calibration import MAX_BRAM_UNDERCOUNT, MAX_ERROR, POINTS, statement, statement_line
 from hw_space.design import load_design
-from hw_space.estimate import estimate, format_estimate
+from hw_space.estimate import estimate
 from hw_space.layers import PLATFORM_SHELL
 
 CALIBRATION = Path(__file__).resolve().parents[1] / "examples" / "calibration"
@@ -58,12 +59,16 @@ def test_weight_layout_decides_the_cyber_mlp_bram():
     assert estimate(per_pe).resources["BRAM18"] == 56 + 4
 
 
-def test_estimate_states_the_calibration():
-    est = estimate(load_design(CALIBRATION / "lfc_w1a1.yaml"))
-    data = est.to_dict()["calibration"]
+def test_estimate_states_the_calibration(capsys):
+    from codesign.cli import main
+
+    design = str(CALIBRATION / "lfc_w1a1.yaml")
+    assert main(["estimate", design, "--no-simulate", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)["calibration"]
     assert data["calibrated"] == ["LUT", "BRAM18"]
     assert [p["design"] for p in data["against"]] == [p.name for p in POINTS]
     assert data["error_range"]["LUT"] == [min(p.errors["LUT"] for p in POINTS), max(p.errors["LUT"] for p in POINTS)]
-    assert statement_line("dataflow") in format_estimate(est)
-    assert "LUT -9.5%..+11.3%" in statement_line("dataflow")
+    assert main(["estimate", design, "--no-simulate"]) == 0
+    text = capsys.readouterr().out
+    assert statement_line("dataflow") in text and "LUT -9.5%..+11.3%" in text
     assert statement("tiled")["calibrated"] == []
