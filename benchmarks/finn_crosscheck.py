@@ -140,13 +140,9 @@ def cases() -> dict[str, Design]:
     tfc = _with_folds(_dense_net(784, [64, 64, 64], 10, 1, 1, 1), {
         "fc0": LayerFold(pe=16, simd=49, weight_memory="bram"), "fc1": LayerFold(pe=8, simd=8),
         "fc2": LayerFold(pe=8, simd=8), "fc3": LayerFold(pe=10, simd=8, weight_memory="lutram")})
-    lfc_folds = {"fc0": LayerFold(pe=32, simd=64), "fc1": LayerFold(pe=64, simd=32), "fc2": LayerFold(pe=32, simd=64),
-                 "fc3": LayerFold(pe=16, simd=8)}
-    lfc1 = _with_folds(_dense_net(832, [1024, 1024, 1024], 64, 1, 1, 1), lfc_folds)
-    lfc2 = _with_folds(_dense_net(832, [1024, 1024, 1024], 64, 1, 2, 1), lfc_folds)
-    cyber = _with_folds(_dense_net(600, [64, 64, 64], 1, 2, 2, 1), {
-        "fc0": LayerFold(pe=16, simd=40, mac="lut"), "fc1": LayerFold(pe=1, simd=64, mac="lut"),
-        "fc2": LayerFold(pe=1, simd=64, mac="lut"), "fc3": LayerFold(pe=1, simd=1, mac="lut")})
+    # the calibration points (issue 9) as the Design YAMLs the calibration test estimates
+    lfc1, lfc2, cyber = (load_design(REPO / "examples" / "calibration" / f"{n}.yaml")
+                         for n in ("lfc_w1a1", "lfc_w1a2", "cyber_mlp"))
     sfc = _folded(_with_folds(_dense_net(784, [256, 256, 256], 10, 1, 1, 1), {}), 100_000)
     digits = _folded(load_design(REPO / "examples" / "digits_w4a4.yaml").with_hardware(board=BOARD), None)
     digits1 = _folded(load_design(REPO / "examples" / "digits_w1a1.yaml").with_hardware(board=BOARD), None)
@@ -369,6 +365,179 @@ def speed(design: Design, finn_model_path: Path, n_finn: int = 20, n_ours: int =
             "our_designs": n_ours, "our_s": ours_s, "our_per_s": n_ours / ours_s}
 
 
+# ---------------------------------------------------------------- FIFOs and width converters
+
+def stream_comparison(design: Design) -> dict:
+    """Our FIFOs (deeper than the 2-word register pair, at the simulated depths) and width converters
+    against FINN's own models of the same shapes: FINN's estimate-only flow inserts neither, so we ask
+    its estimators directly: finn.util.resource_models._fifo_cost with its 'auto' style choice (FINN's
+    fifo.sv; our FIFOs are hls::stream, so this is a comparison of scale, not of one circuit) and
+    StreamingDataWidthConverter.lut_estimation. Returns per-stage rows and totals."""
+    setup_finn()
+    from finn.util.resource_models import _fifo_cost, _resolve
+    from onnx import helper
+    from qonnx.custom_op.registry import getCustomOp
+
+    from codesign.backend.finn_export import finn_board
+    from hw_space.layers import FIFO_REGISTER_DEPTH
+    from hw_space.model import evaluate_design
+    from hw_space.simulate import size_fifos
+
+    board = load_board(design.hardware.board)
+    part = finn_board(board)[1]
+    result = evaluate_design(design, board, fifo_depths=[size_fifos(design, board).depths])
+    rows = []
+    for st in result.stages:
+        if not bool(np.asarray(st.active)[0]) or st.kind not in ("fifo", "dwc"):
+            continue
+        width = int(np.asarray(st.width)[0])
+        ours = {k: int(np.asarray(getattr(st.res, k))[0]) for k in ("LUT", "BRAM18")}
+        if st.kind == "fifo":
+            depth = int(np.asarray(st.detail["depth"]).reshape(-1)[0])
+            if depth <= FIFO_REGISTER_DEPTH:
+                continue
+            cost = _fifo_cost(depth, width, _resolve(depth, width, "auto"))
+            finn = {"LUT": int(cost.lut), "BRAM18": int(cost.bram)}
+            shape = f"{depth} x {width} bits"
+        else:
+            n_in = int(np.asarray(st.detail["in_elems"]).reshape(-1)[0])
+            n_out = int(np.asarray(st.detail["out_elems"]).reshape(-1)[0])
+            bits = width // max(n_in, n_out)
+            total = int(st.detail["total"])
+            node = helper.make_node("StreamingDataWidthConverter", ["i"], ["o"], domain="finn.custom_op.fpgadataflow",
+                                    inWidth=n_in * bits, outWidth=n_out * bits, inShape=[1, total], outShape=[1, total],
+                                    dataType=f"UINT{bits}")
+            finn = {"LUT": int(getCustomOp(node).lut_estimation(part)), "BRAM18": 0}
+            shape = f"{n_in * bits} -> {n_out * bits} bits"
+        rows.append({"stage": st.name, "kind": st.kind, "shape": shape, "ours": ours, "finn": finn})
+    totals = {who: {k: sum(r[who][k] for r in rows) for k in ("LUT", "BRAM18")} for who in ("ours", "finn")}
+    return {"rows": rows, "totals": totals}
+
+
+def format_stream_comparison(name: str, sc: dict) -> str:
+    lines = [f"-- {name}: FIFOs (> 2 words) and width converters, ours vs FINN's models of the same shapes",
+             f"{'stage':<26}{'shape':<22}{'LUT ours':>9}{'FINN':>7}{'BRAM ours':>10}{'FINN':>6}"]
+    for r in sc["rows"]:
+        lines.append(f"{r['stage']:<26}{r['shape']:<22}{r['ours']['LUT']:>9,}{r['finn']['LUT']:>7,}"
+                     f"{r['ours']['BRAM18']:>10,}{r['finn']['BRAM18']:>6,}")
+    t = sc["totals"]
+    lines.append(f"{'total':<48}{t['ours']['LUT']:>9,}{t['finn']['LUT']:>7,}{t['ours']['BRAM18']:>10,}{t['finn']['BRAM18']:>6,}")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- folding: FINN's SetFolding vs ours
+
+FOLD_ATTRS = ("PE", "SIMD", "ram_style", "resType")
+
+
+def _finn_score(model, part: str) -> dict:
+    """FINN's own figures of a specialized graph as folded: max expected cycles and the LUT / BRAM18 /
+    URAM / DSP sums of res_estimation over every node."""
+    from finn.analysis.fpgadataflow.exp_cycles_per_layer import exp_cycles_per_layer
+    from finn.analysis.fpgadataflow.res_estimation import res_estimation
+
+    cycles = model.analysis(exp_cycles_per_layer)
+    res = model.analysis(lambda m: res_estimation(m, part))
+    out = {"cycles": int(max(cycles.values())) if cycles else 0}
+    for k in RESOURCES:
+        out[k] = int(round(sum(float(r.get(FINN_RES_KEYS[k], 0)) for r in res.values())))
+    return out
+
+
+def _design_from_finn(design: Design, model) -> Design:
+    """Our design with the PE / SIMD FINN's nodes carry (its SetFolding result), via finn_nodes' map
+    from our layers to FINN's node names; memory and multiplier styles at 'auto'."""
+    from qonnx.custom_op.registry import getCustomOp
+
+    from codesign.backend.finn_export import finn_nodes
+
+    got = {n.name: getCustomOp(n) for n in model.graph.node}
+    folds: dict[str, dict] = {}
+    for fn in finn_nodes(design):
+        inst = got.get(fn.name)
+        if inst is None or fn.layer not in {l.name for l in design.network.layers}:
+            continue
+        f = folds.setdefault(fn.layer, {})
+        if fn.role == "mvau":
+            f.update(pe=int(inst.get_nodeattr("PE")), simd=int(inst.get_nodeattr("SIMD")))
+        elif fn.role == "pool":
+            f.update(pe=int(inst.get_nodeattr("PE")))
+        elif fn.role == "swg" and not any(l.name == fn.layer and l.type == "maxpool" for l in design.network.layers):
+            f.update(swg_simd=int(inst.get_nodeattr("SIMD")))
+    return design.with_hardware(layers={name: LayerFold(**f) for name, f in folds.items() if "pe" in f})
+
+
+def _apply_design(model, design: Design) -> None:
+    """Set our design's folding (finn_nodes' attributes: PE, SIMD, ram_style, resType) on FINN's nodes."""
+    from qonnx.custom_op.registry import getCustomOp
+
+    from codesign.backend.finn_export import finn_nodes
+
+    nodes = {n.name: n for n in model.graph.node}
+    for fn in finn_nodes(design):
+        if fn.name not in nodes:
+            continue
+        inst = getCustomOp(nodes[fn.name])
+        for key in FOLD_ATTRS:
+            if key in fn.attrs:
+                inst.set_nodeattr(key, fn.attrs[key])
+
+
+def fold_comparison(design: Design, finn_out: Path) -> dict:
+    """FINN's SetFolding and our `fold` toward the same cycle target (the case's own II by our model)
+    on the same board, both scored by FINN's estimator and by ours. SetFolding walks each layer's
+    divisors to the target and ignores resources; ours takes the cheapest folding that reaches it."""
+    setup_finn()
+    from finn.transformation.fpgadataflow.set_folding import SetFolding
+    from qonnx.core.modelwrapper import ModelWrapper
+
+    from codesign.backend.finn_export import finn_board
+    from hw_space.estimate import estimate
+    from hw_space.folding import fold
+    from hw_space.model import evaluate_design
+
+    board = load_board(design.hardware.board)
+    part = finn_board(board)[1]
+    target = int(evaluate_design(design, board).ii_cycles[0])
+    clock = design.hardware.clock_mhz or board.clock_mhz
+    base = Path(finn_out) / "intermediate_models" / "step_specialize_layers.onnx"
+    rows = {}
+    model = ModelWrapper(str(base))
+    started = time.perf_counter()
+    model = model.transform(SetFolding(target_cycles_per_frame=target, mvau_wwidth_max=36, two_pass_relaxation=True))
+    finn_fold_s = time.perf_counter() - started
+    theirs = _design_from_finn(design, model)
+    rows["FINN SetFolding"] = {"fold_s": finn_fold_s, "finn": _finn_score(model, part), "design": theirs}
+    started = time.perf_counter()
+    ours = fold(design, board, target_fps=clock * 1e6 / target)
+    our_fold_s = time.perf_counter() - started
+    model = ModelWrapper(str(base))
+    _apply_design(model, ours)
+    rows["codesign fold"] = {"fold_s": our_fold_s, "finn": _finn_score(model, part), "design": ours}
+    for row in rows.values():
+        est = estimate(row["design"], board)
+        row["ours"] = {"cycles": est.ii_cycles, **{k: est.resources[k] for k in RESOURCES}, "feasible": est.feasible}
+        row["folds"] = {n: (f.pe, f.simd) for n, f in row["design"].hardware.layers.items()}
+        del row["design"]
+    return {"target_cycles": target, "board": board.name,
+            "capacity": {k: board.capacity(k) for k in RESOURCES}, "rows": rows}
+
+
+def format_fold_comparison(name: str, fc: dict) -> str:
+    cap = fc["capacity"]
+    head = (f"{'folding':<18}{'time s':>8} | {'FINN: cycles':>12}{'LUT':>9}{'BRAM18':>8}{'DSP':>6} | "
+            f"{'ours: II':>9}{'LUT':>9}{'BRAM18':>8}{'DSP':>6}{'fits':>6}")
+    lines = [f"-- {name}: FINN SetFolding vs codesign fold, target {fc['target_cycles']:,} cycles on {fc['board']} "
+             f"(LUT {cap['LUT']:,}, BRAM18 {cap['BRAM18']:,})", head]
+    for label, r in fc["rows"].items():
+        f, o = r["finn"], r["ours"]
+        lines.append(f"{label:<18}{r['fold_s']:>8.2f} | {f['cycles']:>12,}{f['LUT']:>9,}{f['BRAM18']:>8,}{f['DSP']:>6,} | "
+                     f"{o['cycles']:>9,}{o['LUT']:>9,}{o['BRAM18']:>8,}{o['DSP']:>6,}{'yes' if o['feasible'] else 'NO':>6}")
+    for label, r in fc["rows"].items():
+        lines.append(f"   {label} PE/SIMD: " + ", ".join(f"{n} {p}/{s}" for n, (p, s) in r["folds"].items()))
+    return "\n".join(lines)
+
+
 # ---------------------------------------------------------------- execution
 
 def execution(design: Design, qonnx: Path, finn_out: Path, samples: int = 8, seed: int = 0) -> dict:
@@ -459,7 +628,7 @@ def calibration(results: list[dict]) -> str:
 
 # ---------------------------------------------------------------- main
 
-def run_case(name: str, design: Design, work: Path, do_speed: bool, do_exec: bool) -> dict:
+def run_case(name: str, design: Design, work: Path, do_speed: bool, do_exec: bool, do_fold: bool = True) -> dict:
     case_dir = work / name
     case_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -475,6 +644,21 @@ def run_case(name: str, design: Design, work: Path, do_speed: bool, do_exec: boo
     out["comparison"] = cmp
     print(format_comparison(name, cmp), flush=True)
     print(f"times: export {export_s:.1f} s, FINN estimate-only build {finn['seconds']:.1f} s", flush=True)
+    try:
+        sc = stream_comparison(design)
+        out["stream_comparison"] = sc
+        print(format_stream_comparison(name, sc), flush=True)
+    except Exception as exc:  # report and go on
+        out["stream_comparison"] = {"error": f"{type(exc).__name__}: {exc}"}
+        print(f"FIFOs and width converters: not compared ({type(exc).__name__}: {exc})", flush=True)
+    if do_fold:
+        try:
+            fc = fold_comparison(design, Path(finn["out"]))
+            out["fold_comparison"] = fc
+            print(format_fold_comparison(name, fc), flush=True)
+        except Exception as exc:  # report and go on with the other cases
+            out["fold_comparison"] = {"error": f"{type(exc).__name__}: {exc}"}
+            print(f"folding: not compared ({type(exc).__name__}: {exc})", flush=True)
     model_path = Path(finn["out"]) / "intermediate_models" / "step_apply_folding_config.onnx"
     if do_speed and model_path.is_file():
         sp = speed(design, model_path)
@@ -504,6 +688,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", help="write all results here as JSON")
     parser.add_argument("--no-speed", action="store_true", help="skip the estimator speed comparison")
     parser.add_argument("--no-exec", action="store_true", help="skip the execution comparison")
+    parser.add_argument("--no-fold", action="store_true", help="skip FINN's SetFolding vs our fold")
     args = parser.parse_args(argv)
     all_cases = cases()
     names = args.cases.split(",") if args.cases else list(all_cases)
@@ -514,7 +699,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="finn-crosscheck-") as tmp:
         work = Path(args.out) if args.out else Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
-        results = [run_case(n, all_cases[n], work, not args.no_speed, not args.no_exec) for n in names]
+        results = [run_case(n, all_cases[n], work, not args.no_speed, not args.no_exec, not args.no_fold)
+                   for n in names]
     if any(r["case"] in PUBLISHED and "comparison" in r for r in results):
         print("== calibration points: published implementation results vs our estimate and FINN's")
         print(calibration(results), flush=True)

@@ -35,13 +35,16 @@ from hw_space.layer_kinds import LAYER_KINDS, LAYER_TYPES, MAX_BITS, MIN_BITS, L
 from hw_space.yaml_reader import Reader
 
 __all__ = ["LAYER_KINDS", "LAYER_TYPES", "MAC_STYLES", "MAX_BITS", "MEMORY_STYLES", "MIN_BITS", "PORT_WIDTHS",
-           "RESERVED_NAMES", "TEMPLATES", "Design", "Engine", "Hardware", "InputSpec", "Layer", "LayerFold",
+           "RESERVED_NAMES", "TEMPLATES", "WEIGHT_LAYOUTS", "Design", "Engine", "Hardware", "InputSpec", "Layer", "LayerFold",
            "LayerKind", "Network", "Shape", "atomic_write_text", "design_from_dict", "load_design",
            "load_yaml_file", "save_design"]
 
 TEMPLATES = ("dataflow", "tiled")
 MEMORY_STYLES = ("auto", "bram", "lutram", "uram", "external")
 MAC_STYLES = ("auto", "lut", "dsp")
+# how an MVAU lays out its weights: one memory per PE (SIMD*W bits wide) or one memory for all PEs
+# (PE*SIMD*W bits wide, FINN's MVAU); the first is the default
+WEIGHT_LAYOUTS = ("per_pe", "wide")
 PORT_WIDTHS = (8, 16, 32, 64, 128, 256, 512)
 _NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")  # always fullmatch: "conv0\n" is not a name
 MAX_FOLD = 1 << 20  # PE / SIMD never exceed the widest layer (out_features <= 2^20)
@@ -262,13 +265,15 @@ class LayerFold:
     """Folding of one layer on the dataflow template: PE output lanes, SIMD input lanes, memory
     for the weights and the multiplier style (FINN's ram_style / resType). swg_simd is the SIMD of a
     conv's sliding window (it divides the input channels; None: chosen from simd, see
-    hw_space.layers.largest_divisor_at_most); where it differs from simd a width converter joins the two."""
+    hw_space.layers.largest_divisor_at_most); where it differs from simd a width converter joins the two.
+    weight_layout: one weight memory per PE (per_pe) or one PE times wider for all PEs (wide)."""
 
     pe: int = 1
     simd: int = 1
     weight_memory: str = "auto"
     mac: str = "auto"
     swg_simd: int | None = None
+    weight_layout: str = "per_pe"
 
 
 @dataclass(frozen=True)
@@ -324,6 +329,8 @@ class Hardware:
                     entry["mac"] = f.mac
                 if f.swg_simd is not None:
                     entry["swg_simd"] = f.swg_simd
+                if f.weight_layout != "per_pe":
+                    entry["weight_layout"] = f.weight_layout
                 layers[name] = entry
             out["layers"] = layers
         return out
@@ -580,6 +587,7 @@ _FOLD_FIELDS: dict[str, Callable[[Reader, dict[str, Any], str], Any]] = {
     "weight_memory": lambda r, f, where: r.choice(f, "weight_memory", where, MEMORY_STYLES, "auto"),
     "mac": lambda r, f, where: r.choice(f, "mac", where, MAC_STYLES, "auto"),
     "swg_simd": lambda r, f, where: r.int(f, "swg_simd", where, 1, MAX_FOLD) if "swg_simd" in f else None,
+    "weight_layout": lambda r, f, where: r.choice(f, "weight_layout", where, WEIGHT_LAYOUTS, "per_pe"),
 }
 
 

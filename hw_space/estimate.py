@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from hw_space.boards import Board, load_board
+from hw_space.calibration import statement_line
 from hw_space.design import Design
 from hw_space.model import DEFAULT_MAX_UTIL, RESOURCE_NAMES, BatchResult, evaluate_design
 from hw_space.power import DEFAULT_ACTIVITY, energy_batch1_mj, energy_stream_mj, estimate_power
@@ -219,6 +220,7 @@ def format_estimate(est: Estimate) -> str:
     lines.append(f"latency {est.latency_cycles:,} cycles = {est.latency_us:,.1f} us ({bound})")
     for k in RESOURCE_NAMES:
         lines.append(f"{k:<7}{est.resources[k]:>10,} / {est.capacity[k]:>9,}  ({est.utilization[k]:6.1%})")
+    lines.append(statement_line(est.template))
     lines.append(f"power_w {est.power_w:.4f} W (estimate: static {est.static_w:.4f} + dynamic {est.dynamic_w:.4f} "
                  f"at {est.activity:.1%} toggle rate; programmable logic only, see docs/cost-model.md)")
     lines.append(f"energy_mj {est.energy_mj:.6g} mJ per inference at batch 1 (power x latency); "

@@ -23,7 +23,7 @@ from hw_space.fold_axes import divisors as divisors  # re-exported: the one divi
 from hw_space.layers import MAC_AUTO, MAC_DSP, MAC_LUT, Role
 from hw_space.lowering import fold_specs
 from hw_space.memory import AUTO, BRAM, LUTRAM, URAM
-from hw_space.model import DEFAULT_MAX_UTIL, RESOURCE_NAMES, BatchResult, CostModel
+from hw_space.model import DEFAULT_MAX_UTIL, RESOURCE_NAMES, BatchResult, CostModel, design_arrays
 
 _MEM_NAMES = {AUTO: "auto", BRAM: "bram", LUTRAM: "lutram", URAM: "uram"}
 _MAC_NAMES = {MAC_AUTO: "auto", MAC_LUT: "lut", MAC_DSP: "dsp"}
@@ -53,7 +53,7 @@ def legal_folds(network: Network) -> dict[str, tuple[list[int], list[int]]]:
 class _LayerOptions:
     """Every option of one layer with its stage cycles and resources (arrays over options)."""
 
-    def __init__(self, model: CostModel, j: int, mem_styles: list[int], mac_styles: list[int]):
+    def __init__(self, model: CostModel, j: int, mem_styles: list[int], mac_styles: list[int], layout: np.ndarray):
         spec = model.fold_specs[j]
         mems = mem_styles if "weight_memory" in spec.styles else [AUTO]
         macs = mac_styles if "mac" in spec.styles else [MAC_AUTO]
@@ -64,10 +64,23 @@ class _LayerOptions:
                 for k, v in (("pe", 1), ("simd", 1), ("mem", AUTO), ("mac", MAC_AUTO))}
         for key, values in (("pe", self.pe), ("simd", self.simd), ("mem", self.mem), ("mac", self.mac)):
             cols[key][:, j] = values
-        result = model.evaluate_dataflow(cols["pe"], cols["simd"], mem=cols["mem"], mac=cols["mac"], n=n)
-        stages = [st for st in result.stages if _owner(model, st) == j]
-        self.cycles = np.max([st.cycles for st in stages], axis=0)
+
+        def stages_of(pe: np.ndarray) -> list:
+            result = model.evaluate_dataflow(pe, cols["simd"], mem=cols["mem"], mac=cols["mac"], n=n, layout=layout)
+            return [st for st in result.stages if _owner(model, st) == j]
+
+        stages = stages_of(cols["pe"])
         self.res = np.stack([_stage_sum(stages, k) for k in _BUDGETED], axis=1)
+        if j > 0:
+            # cycles with the producer writing its widest word: a width converter reads one word per
+            # word its producer writes, and a producer never writes more words than it takes cycles,
+            # so the producer's own folding bounds that side; priced at the producer's default (PE 1)
+            # it would make every layer after a wide one look slow (CNV's conv1: 57,600 cycles at best)
+            wide = cols["pe"].copy()
+            wide[:, j - 1] = model.fold_specs[j - 1].values("pe")[-1]
+            self.cycles = np.max([st.cycles for st in stages_of(wide)], axis=0)
+        else:
+            self.cycles = np.max([st.cycles for st in stages], axis=0)
         keep = np.all([st.legal for st in stages], axis=0)
         for arr in ("pe", "simd", "mem", "mac", "cycles", "res"):
             setattr(self, arr, getattr(self, arr)[keep])
@@ -108,16 +121,18 @@ def _fixed_stages(model: CostModel) -> tuple[int, np.ndarray]:
     return cycles, res
 
 
-def _dataflow_options(model: CostModel) -> list[_LayerOptions]:
+def _dataflow_options(model: CostModel, layout: np.ndarray) -> list[_LayerOptions]:
+    """Every layer's options; each layer keeps the weight layout of the design (layout: (L,) codes)."""
     mem_styles = [AUTO, BRAM, LUTRAM] + ([URAM] if model.board.URAM > 0 else [])
     mac_styles = [MAC_LUT, MAC_DSP]
-    return [_LayerOptions(model, j, mem_styles, mac_styles) for j in range(model.L)]
+    return [_LayerOptions(model, j, mem_styles, mac_styles, layout) for j in range(model.L)]
 
 
 def _apply_dataflow(design: Design, options: list[_LayerOptions], picks: list[int]) -> Design:
     # a layer without SIMD or styles (a max-pool) has options at their defaults: LayerFold(pe=...)
+    hw = design.hardware
     folds = {layer.name: LayerFold(pe=int(opt.pe[k]), simd=int(opt.simd[k]), weight_memory=_MEM_NAMES[int(opt.mem[k])],
-                                   mac=_MAC_NAMES[int(opt.mac[k])])
+                                   mac=_MAC_NAMES[int(opt.mac[k])], weight_layout=hw.fold(layer.name).weight_layout)
              for layer, opt, k in zip(design.network.layers, options, picks)}
     return design.with_hardware(template="dataflow", layers=folds, engine=None)
 
@@ -126,7 +141,7 @@ def _fold_dataflow(design: Design, model: CostModel, target_cycles: int | None) 
     """The sweep below prices each layer with its neighbours at their defaults, so the width
     converters between two folded layers are approximate: re-check the whole design and tighten
     the budget of the resource that overflows until it fits."""
-    options = _dataflow_options(model)
+    options = _dataflow_options(model, design_arrays(design, model.fold_specs)["layout"])
     scale = np.ones(len(_BUDGETED))
     caps = _capacities(model.board)
     for _ in range(8):
@@ -134,7 +149,8 @@ def _fold_dataflow(design: Design, model: CostModel, target_cycles: int | None) 
         if folded is None:
             return None
         final = model.evaluate_designs([folded])
-        if bool(final.legal[0] and final.fits[0]):
+        meets = target_cycles is None or int(final.ii_cycles[0]) <= target_cycles
+        if bool(final.legal[0] and final.fits[0]) and meets:
             return folded
         used = np.array([int(final.resources[k][0]) for k in RESOURCE_NAMES] + [int(final.lutram[0])], dtype=float)
         over = used / np.maximum(model.max_util * caps, 1)
@@ -188,8 +204,10 @@ def greedy_fold(design: Design, board: Board, max_util: float = DEFAULT_MAX_UTIL
     pe, simd = model.default_pe.copy(), np.ones(L, dtype=np.int64)
     frozen = np.zeros(L, dtype=bool)
 
+    layout = design_arrays(design, model.fold_specs)["layout"]
+
     def score(p: np.ndarray, s: np.ndarray) -> BatchResult:
-        return model.evaluate_dataflow(p[None, :], s[None, :], n=1)
+        return model.evaluate_dataflow(p[None, :], s[None, :], n=1, layout=layout)
 
     current = score(pe, simd)
     if not current.fits[0]:
@@ -221,7 +239,9 @@ def greedy_fold(design: Design, board: Board, max_util: float = DEFAULT_MAX_UTIL
         else:
             frozen[j] = True
     # a layer without SIMD (a max-pool) keeps simd = 1, the default: LayerFold(pe=...)
-    layers = {layer.name: LayerFold(pe=int(pe[j]), simd=int(simd[j])) for j, layer in enumerate(design.network.layers)}
+    layers = {layer.name: LayerFold(pe=int(pe[j]), simd=int(simd[j]),
+                                    weight_layout=design.hardware.fold(layer.name).weight_layout)
+              for j, layer in enumerate(design.network.layers)}
     return design.with_hardware(template="dataflow", layers=layers, engine=None)
 
 
@@ -262,7 +282,7 @@ def _fold_tiled(design: Design, model: CostModel, target_cycles: int | None) -> 
 def fold(design: Design, board: Board, target_fps: float | None = None,
          max_util: float = DEFAULT_MAX_UTIL) -> Design:
     """The design with the fastest folding that fits the board (no target), or the cheapest that
-    reaches target_fps. Raises CodesignError, saying why, when nothing fits or the target is out
+    reaches target_fps; every layer keeps its weight_layout. Raises CodesignError, saying why, when nothing fits or the target is out
     of reach. The network (and its bits) is never changed."""
     model = CostModel(design.network, board, design.hardware.clock_mhz, max_util)
     target_cycles = None

@@ -94,7 +94,7 @@ class ConvKind(LayerKind):
 
     type, prefix = "conv", "conv"
     fields = ("out_channels", "kernel", "stride", "padding", "weight_bits", "act_bits")
-    fold_fields = ("pe", "simd", "weight_memory", "mac", "swg_simd")
+    fold_fields = ("pe", "simd", "weight_memory", "mac", "swg_simd", "weight_layout")
     compute = True
 
     def parse(self, r: Reader, d: dict[str, Any], where: str, last: bool) -> dict[str, Any]:
@@ -123,7 +123,7 @@ class DenseKind(LayerKind):
 
     type, prefix = "dense", "fc"
     fields = ("out_features", "weight_bits", "act_bits")
-    fold_fields = ("pe", "simd", "weight_memory", "mac")
+    fold_fields = ("pe", "simd", "weight_memory", "mac", "weight_layout")
     compute = flat_output = can_be_last = True
     needs_map = False
 

@@ -12,10 +12,12 @@ import numpy as np
 AUTO, BRAM, LUTRAM, URAM, EXTERNAL = 0, 1, 2, 3, 4
 MEM_CODES = {"auto": AUTO, "bram": BRAM, "lutram": LUTRAM, "uram": URAM, "external": EXTERNAL}
 
-# 'auto' puts a memory in LUTRAM when it is at most this deep or holds at most this many bits;
-# Vivado makes the same call for shallow or tiny arrays, which would waste most of a BRAM18.
-AUTO_LUTRAM_MAX_DEPTH = 64
-AUTO_LUTRAM_MAX_BITS = 4096
+# 'auto' puts a memory in LUTRAM when it holds at most this many bits (a tiny array would waste most
+# of a BRAM18), in BRAM otherwise, however shallow. Calibrated (issue 9, docs/cost-model.md): FINN's
+# cybersecurity MLP build (Vivado 2022.1, `ram_style auto`) put its 64-word x 128-bit weight
+# memories in BRAM (its published 44 BRAM18 count them), and BNN-PYNQ's LFC (Umuroglu et al., FPGA'17)
+# its 512 x 8-bit ones; a depth rule ("shallow: LUTRAM") under-counted both.
+AUTO_LUTRAM_MAX_BITS = 1024
 
 
 def cdiv(a, b):
@@ -55,12 +57,13 @@ def lutram_luts(width, depth):
     return np.where((width <= 0) | (depth <= 0), 0, cdiv(depth, 64) * width)
 
 
-def resolve_style(style, width, depth):
-    """Map 'auto' to LUTRAM (shallow or tiny memories) or BRAM; leave explicit styles alone."""
+def resolve_style(style, width, depth, max_bits: int = AUTO_LUTRAM_MAX_BITS, max_depth: int = 0):
+    """Map 'auto' to LUTRAM (at most max_bits, or at most max_depth words deep) or BRAM; leave
+    explicit styles alone. The defaults are the memory rule; a FIFO passes its own (fifo.py)."""
     style = np.asarray(style, dtype=np.int64)
     width = np.asarray(width, dtype=np.int64)
     depth = np.asarray(depth, dtype=np.int64)
-    small = (depth <= AUTO_LUTRAM_MAX_DEPTH) | (width * depth <= AUTO_LUTRAM_MAX_BITS)
+    small = (depth <= max_depth) | (width * depth <= max_bits)
     return np.where(style == AUTO, np.where(small, LUTRAM, BRAM), style)
 
 

@@ -16,6 +16,7 @@ from hw_space.boards import Board
 from hw_space.design import Design, Network
 from hw_space.layers import (
     FIFO_REGISTER_DEPTH,
+    LAYOUT_CODES,
     MAC_CODES,
     Fifo,
     FoldArrays,
@@ -205,9 +206,10 @@ class CostModel:
 
     # ------------------------------------------------------------------ dataflow template
     def evaluate_dataflow(self, pe=None, simd=None, weight_bits=None, act_bits=None, mem=None, mac=None,
-                          n: int | None = None, swg_simd=None, fifo_depths=None) -> BatchResult:
+                          n: int | None = None, swg_simd=None, fifo_depths=None, layout=None) -> BatchResult:
         """Score N dataflow designs. Each argument is (N, L), (L,) or None (PE = SIMD = 1, the
-        network's bits, 'auto' memory and multipliers). Entries of maxpool layers: pe only (default:
+        network's bits, 'auto' memory and multipliers, per-PE weight memories; layout: the codes of
+        hw_space.layers.LAYOUT_CODES). Entries of maxpool layers: pe only (default:
         all channels). swg_simd: the sliding windows' SIMD (0 or None: layers.largest_divisor_at_most).
         fifo_depths: (N, F) depths of the F potential FIFOs in stream order (None: 2 words each,
         the smallest full-rate FIFO; the per-design estimate passes the simulated depths).
@@ -215,16 +217,17 @@ class CostModel:
         The stages are the kernels the HLS writer emits, in stream order, each followed by the FIFO
         it writes into; width converters (and the FIFO after them) are inactive where the two
         sides' words hold the same number of elements."""
-        arrays = [a for a in (pe, simd, weight_bits, act_bits, mem, mac, swg_simd) if a is not None and np.ndim(a) == 2]
+        arrays = [a for a in (pe, simd, weight_bits, act_bits, mem, mac, swg_simd, layout)
+                  if a is not None and np.ndim(a) == 2]
         n = n or (arrays[0].shape[0] if arrays else 1)
         L = self.L
         pe, simd = _col(pe, n, L, self.default_pe), _col(simd, n, L, 1)
         wb, ab = _col(weight_bits, n, L, self.weight_bits), _col(act_bits, n, L, self.act_bits)
-        mem, mac = _col(mem, n, L, 0), _col(mac, n, L, 0)
+        mem, mac, layout = _col(mem, n, L, 0), _col(mac, n, L, 0), _col(layout, n, L, 0)
         swg_simd = _col(swg_simd, n, L, 0)
         io = FoldArrays.blank(n, self.board.axi_width)
         layer_cols = [io.with_(pe=pe[:, j], simd=simd[:, j], swg_simd=swg_simd[:, j], wbits=wb[:, j], abits=ab[:, j],
-                               mem=mem[:, j], mac=mac[:, j]) for j in range(L)]
+                               mem=mem[:, j], mac=mac[:, j], layout=layout[:, j]) for j in range(L)]
         plan = self.df_stages
         cols = [kind.resolve(io if j < 0 else layer_cols[j]) for j, _, kind in plan]
         # what each stage writes: the next kernel's word (an adapter passes on its successor's)
@@ -278,7 +281,8 @@ class CostModel:
             return self.evaluate_tiled(stack["tm"], stack["tn"], stack["tr"], stack["tc"], stack["ports"],
                                        stack["weight_bits"], stack["act_bits"])
         return self.evaluate_dataflow(stack["pe"], stack["simd"], stack["weight_bits"], stack["act_bits"],
-                                      stack["mem"], stack["mac"], swg_simd=stack["swg_simd"], fifo_depths=fifo_depths)
+                                      stack["mem"], stack["mac"], swg_simd=stack["swg_simd"], fifo_depths=fifo_depths,
+                                      layout=stack["layout"])
 
     # ------------------------------------------------------------------ tiled template
     def evaluate_tiled(self, tm, tn, tr, tc, ports=64, weight_bits=None, act_bits=None) -> BatchResult:
@@ -321,6 +325,7 @@ def design_arrays(design: Design, specs: list[FoldSpec] | None = None) -> dict[s
         "act_bits": np.array([(l.act_bits or 0) if l.is_compute else 0 for l in layers], dtype=np.int64),
         "mem": np.array([MEM_CODES[f.weight_memory] for f in folds], dtype=np.int64),
         "mac": np.array([MAC_CODES[f.mac] for f in folds], dtype=np.int64),
+        "layout": np.array([LAYOUT_CODES[f.weight_layout] for f in folds], dtype=np.int64),
         "swg_simd": np.array([(f.swg_simd or 0) if s.has("swg_simd") else 0 for f, s in zip(folds, specs)],
                              dtype=np.int64),
     }

@@ -20,6 +20,7 @@ from hw_space.layers import (
     MAC_DSP,
     MAC_LUT,
     MVAU,
+    WIDE,
     MaxPool,
     SlidingWindow,
     StreamIO,
@@ -28,6 +29,7 @@ from hw_space.layers import (
     mac_array_luts,
     use_dsp,
 )
+from hw_space.layers.mvau import MVAU_LUT_FACTOR
 from hw_space.memory import (
     AUTO,
     BRAM,
@@ -205,12 +207,14 @@ def test_lutram_luts(width, depth, expected):
 
 
 @pytest.mark.parametrize("width, depth, expected", [
-    (4096, 64, LUTRAM),   # depth <= 64: LUTRAM whatever the width
-    (64, 64, LUTRAM),
-    (32, 128, LUTRAM),    # 32·128 = 4,096 bits <= 4,096
-    (1, 4096, LUTRAM),    # 4,096 bits
-    (32, 129, BRAM),      # 4,128 bits and depth 129 > 64
-    (1, 4097, BRAM),
+    # 'auto': LUTRAM up to 1,024 bits, BRAM above, however shallow (calibrated, issue 9)
+    (64, 16, LUTRAM),     # 64·16 = 1,024 bits
+    (32, 32, LUTRAM),     # 1,024 bits
+    (1, 1024, LUTRAM),    # 1,024 bits
+    (32, 33, BRAM),       # 1,056 bits
+    (1, 1025, BRAM),
+    (128, 64, BRAM),      # 8,192 bits, 64 deep: the cybersecurity MLP's fc1 memory, BRAM in FINN's build
+    (4096, 64, BRAM),     # shallow but wide
 ])
 def test_auto_memory_rule(width, depth, expected):
     assert _int(resolve_style(AUTO, width, depth)) == expected
@@ -258,24 +262,30 @@ def test_mvau_lut_formula_by_hand():
     #   comp  = (2^2 - 1)·acc = 30
     #   total = 300 + 1.1·2·(16 + 28 + 10 + 30 + 30) = 300 + 2.2·114 = 550.8
     assert float(mac_array_luts(2, 4, 2, 2, 10, 2, 4, False)) == pytest.approx(550.8)
-    # the MVAU adds its weight memories, one per PE (the kernel partitions its weights by PE):
-    # width SIMD·W = 8 bits, depth MW·MH/(PE·SIMD) = 288/8 = 36 -> 'auto' LUTRAM (depth <= 64):
-    # 2 PEs · ceil(36/64)·8 = 16 LUTs; 550.8 + 16 = 566.8 -> 567
+    # the MVAU uses the calibrated c1 = 0.65 (MVAU_LUT_FACTOR): 300 + 0.65·2·114 = 300 + 148.2 = 448.2
+    assert float(mac_array_luts(2, 4, 2, 2, 10, 2, 4, False, MVAU_LUT_FACTOR)) == pytest.approx(448.2)
+    # and adds its weight memories, one per PE by default (the kernel partitions its weights by PE):
+    # width SIMD·W = 8 bits, depth MW·MH/(PE·SIMD) = 288/8 = 36, 288 bits -> 'auto' LUTRAM (<= 1,024 bits):
+    # 2 PEs · ceil(36/64)·8 = 16 LUTs; 448.2 + 16 = 464.2 -> 465
     m = MVAU("l", 36, 8, 1)
     res = m.resources(2, 4, 2, 2, 2, AUTO, MAC_AUTO)
-    assert _int(res.LUT) == 567
+    assert _int(res.LUT) == 465
     assert (_int(res.BRAM18), _int(res.URAM), _int(res.DSP)) == (0, 0, 0)
-    w, d = m.weight_memory(2, 4, 2)
-    assert (_int(w), _int(d)) == (8, 36)
+    n, w, d = m.weight_memory(2, 4, 2)
+    assert (_int(n), _int(w), _int(d)) == (2, 8, 36)
+    # wide: one memory of PE·SIMD·W = 16 bits, the same 36 words (576 bits -> LUTRAM, ceil(36/64)·16 = 16)
+    n, w, d = m.weight_memory(2, 4, 2, WIDE)
+    assert (_int(n), _int(w), _int(d)) == (1, 16, 36)
+    assert _int(m.resources(2, 4, 2, 2, 2, AUTO, MAC_AUTO, WIDE).LUT) == 465
 
 
 def test_mvau_dsp_path():
     # the same MVAU with mac: dsp -- no multiplier LUTs:
-    #   300 + 2.2·(0 + 28 + 10 + 30 + 30) = 300 + 215.6 = 515.6, + 16 LUTRAM = 531.6 -> 532
+    #   300 + 0.65·2·(0 + 28 + 10 + 30 + 30) = 300 + 127.4 = 427.4, + 16 LUTRAM = 443.4 -> 444
     #   DSPs = PE·SIMD·ceil((W+A)/48) = 2·4·1 = 8
     m = MVAU("l", 36, 8, 1)
     res = m.resources(2, 4, 2, 2, 2, AUTO, MAC_DSP)
-    assert (_int(res.LUT), _int(res.DSP)) == (532, 8)
+    assert (_int(res.LUT), _int(res.DSP)) == (444, 8)
     # forced LUT multipliers: no DSP
     assert _int(m.resources(2, 4, 2, 2, 2, AUTO, MAC_LUT).DSP) == 0
 
@@ -296,14 +306,20 @@ def test_xnor_mvau_luts_by_hand():
     # TFC fc1: MW = MH = 64, PE = SIMD = 8, W = A = 1 (XNOR), 1-bit output:
     #   mult = 8·(2·ceil(2/6) - 1)·2 = 16; adder = 2·(2·8 - 1) = 30; acc = ceil(log2 65) = 7
     #   thr = 1·7·ceil((64/8)/64) = 7; comp = 7
-    #   300 + 1.1·8·(16 + 30 + 7 + 7 + 7) = 300 + 8.8·67 = 889.6
-    #   weights: 64 bits x 64 words -> LUTRAM ceil(64/64)·64 = 64; 889.6 + 64 = 953.6 -> 954
+    #   300 + 0.65·8·(16 + 30 + 7 + 7 + 7) = 300 + 5.2·67 = 648.4
+    #   weights: 8 PE memories of 8 bits x 64 words (512 bits -> LUTRAM): 8·ceil(64/64)·8 = 64;
+    #   648.4 + 64 = 712.4 -> 713
     res = MVAU("fc1", 64, 64, 1).resources(8, 8, 1, 1, 1, AUTO, MAC_AUTO)
-    assert (_int(res.LUT), _int(res.DSP), _int(res.BRAM18)) == (954, 0, 0)
+    assert (_int(res.LUT), _int(res.DSP), _int(res.BRAM18)) == (713, 0, 0)
+    # wide: one memory of 64 bits x 64 words = 4,096 bits > 1,024 -> BRAM: 64 <= 512 deep and
+    # 64 > 36 bits wide: ceil(64/512)·ceil(64/36) = 2 BRAM18, no LUTRAM: 648.4 -> 649
+    res = MVAU("fc1", 64, 64, 1).resources(8, 8, 1, 1, 1, AUTO, MAC_AUTO, WIDE)
+    assert (_int(res.LUT), _int(res.BRAM18)) == (649, 2)
     # last layer (no activation, out_bits 0): MW 64, MH 10, PE 10, SIMD 8:
-    #   300 + 1.1·10·(16 + 30 + 7) = 300 + 583 = 883; weights 80 bits x 640/80 = 8 words -> 80 LUTs
+    #   300 + 0.65·10·(16 + 30 + 7) = 300 + 344.5 = 644.5; weights 10 memories of 8 bits x 640/80 = 8
+    #   words -> 10·ceil(8/64)·8 = 80 LUTs; 724.5 -> 725
     res = MVAU("fc3", 64, 10, 1).resources(10, 8, 1, 1, 0, AUTO, MAC_AUTO)
-    assert _int(res.LUT) == 963
+    assert _int(res.LUT) == 725
 
 
 def test_w8a8_dsp_count_through_the_model():

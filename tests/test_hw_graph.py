@@ -69,8 +69,8 @@ def test_every_layer_type_is_one_kind_object():
     assert [l.kind for l in net.layers] == [LAYER_KINDS[t] for t in ("conv", "conv", "maxpool", "dense", "dense")]
     assert [l.is_compute for l in net.layers] == [True, True, False, True, True]
     # the dataflow folding fields each kind takes (what hardware.layers.<name> accepts)
-    assert LAYER_KINDS["conv"].fold_fields == ("pe", "simd", "weight_memory", "mac", "swg_simd")
-    assert LAYER_KINDS["dense"].fold_fields == ("pe", "simd", "weight_memory", "mac")
+    assert LAYER_KINDS["conv"].fold_fields == ("pe", "simd", "weight_memory", "mac", "swg_simd", "weight_layout")
+    assert LAYER_KINDS["dense"].fold_fields == ("pe", "simd", "weight_memory", "mac", "weight_layout")
     assert LAYER_KINDS["maxpool"].fold_fields == ("pe",)
     assert [k.prefix for k in LAYER_KINDS.values()] == ["conv", "fc", "pool"]
 

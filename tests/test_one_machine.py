@@ -129,16 +129,26 @@ def test_the_mvau_folds_apart_from_its_sliding_window(tmp_path):
 
 @needs_gxx
 def test_memory_and_multiplier_styles_become_pragmas(tmp_path):
+    """Memory style, multiplier style and weight layout per layer: pragmas in the top function, and
+    the C-simulation stays bit-exact with both layouts (conv1 and fc0 wide, conv0 per PE)."""
     path, net = _handnet(tmp_path)
     folds = {"conv0": LayerFold(pe=2, simd=1, weight_memory="lutram", mac="lut"),
-             "conv1": LayerFold(pe=4, simd=8, weight_memory="bram", mac="dsp"),
-             "fc0": LayerFold(pe=4, simd=4, weight_memory="auto")}
+             "conv1": LayerFold(pe=4, simd=8, weight_memory="bram", mac="dsp", weight_layout="wide"),
+             "fc0": LayerFold(pe=4, simd=4, weight_memory="auto", weight_layout="wide")}
     emit(path, tmp_path / "hls", design=Design(network=net, hardware=Hardware(board="zcu104", layers=folds)), samples=4)
     top = (tmp_path / "hls" / "src" / "codesign_top.cpp").read_text()
     binds = dict(re.findall(r"BIND_STORAGE variable=(\w+)_weights type=rom_np impl=(\w+)", top))
     assert binds == {"conv0": "lutram", "conv1": "bram"}  # auto leaves the choice to the tool
     for layer, impl in binds.items():
         assert f"BIND_STORAGE variable={layer}_thresholds type=rom_np impl={impl}" in top
+    # per_pe: one memory per PE (partitioned); wide: all PE words of an address in one (reshaped)
+    layouts = {layer: kind for kind, layer in re.findall(
+        r"#pragma HLS (ARRAY_PARTITION|ARRAY_RESHAPE) variable=(\w+)_weights complete dim=1", top)}
+    assert layouts == {"conv0": "ARRAY_PARTITION", "conv1": "ARRAY_RESHAPE", "fc0": "ARRAY_RESHAPE",
+                       "fc1": "ARRAY_PARTITION"}  # fc1: not in the folds, the default
+    # the kernel itself no longer partitions its weights (the call site says how)
+    kernels = next((tmp_path / "hls" / "src").glob("*kernels*.h")).read_text()
+    assert "variable=weights" not in kernels
     # every FIFO the writer emits is a row of the estimate, with the same depth and word, in order
     design = Design(network=net, hardware=Hardware(board="zcu104", layers=folds))
     est = estimate(design, simulate=True)

@@ -495,6 +495,20 @@ def _check_network(proto: Any, design: Design, source: str) -> None:
                             "codesign.network metadata with the design's network section)", source=source)
 
 
+def _layout_note(design: Design) -> str:
+    """What FINN builds of the design's weight_layout choices (docs/design-yaml.md)."""
+    compute = [layer.name for layer in design.network.layers if layer.is_compute]
+    per_pe = [n for n in compute if design.hardware.fold(n).weight_layout == "per_pe"]
+    text = ("Weight layout: FINN's MVAU keeps a layer's weights in one memory PE·SIMD·W bits wide, our "
+            "`weight_layout: wide`; it has no per-PE layout.")
+    if not per_pe:
+        return text + " Every layer of this design is `wide`: FINN builds the layout we priced."
+    return (text + f" {', '.join(per_pe)} use `per_pe` here (one memory per PE, SIMD·W bits wide, as our HLS "
+            "builds them): FINN builds them wide, so its BRAM18 count for them differs from ours (fewer blocks "
+            "where SIMD·W is not a multiple of the BRAM width, more where a wide memory leaves LUTRAM). Set "
+            "`weight_layout: wide` on them to price what FINN builds.")
+
+
 def readme(design: Design, board: Board, nodes: list[FinnNode]) -> str:
     name, part, shell = finn_board(board)
     clock = design.hardware.clock_mhz or board.clock_mhz
@@ -571,4 +585,5 @@ depths without FIFO simulation; set `auto_fifo_depths: true` with FINN's default
 ## Known limits
 
 * `weight_memory: external` maps to `mem_mode: external` (FINN streams those weights from outside the IP).
+* {_layout_note(design)}
 """

@@ -6,6 +6,7 @@ import argparse
 import json
 
 from codesign.cli_args import add_board_arguments, resolve_board
+from hw_space.calibration import statement
 from hw_space.design import load_design
 from hw_space.estimate import estimate, format_estimate
 
@@ -25,5 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     design, board = resolve_board(args, load_design(args.design))
     est = estimate(design, board, max_util=args.max_util, simulate=args.simulate)
-    print(json.dumps(est.to_dict(), indent=2) if args.json else format_estimate(est))
+    if args.json:  # with what the resource figures are calibrated against (format_estimate: one line)
+        print(json.dumps({**est.to_dict(), "calibration": statement(est.template)}, indent=2))
+    else:
+        print(format_estimate(est))
     return 0

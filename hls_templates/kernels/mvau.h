@@ -225,7 +225,9 @@ void mvau(hls::stream<ap_uint<SIMD * InF::BITS> > &in, hls::stream<ap_uint<PE * 
     ap_uint<SIMD * InF::BITS> vec[SF];
     acc_t acc[PE];
 #pragma HLS ARRAY_PARTITION variable=acc complete dim=1
-#pragma HLS ARRAY_PARTITION variable=weights complete dim=1
+    // weights: the layout pragma is the call site's (stages/mvau.pragmas.cpp.j2, the Design's
+    // weight_layout): ARRAY_PARTITION dim=1 (one memory per PE) or ARRAY_RESHAPE dim=1 (one word of
+    // all PEs per address); either way the loop below reads all PE words of one address per cycle
 #pragma HLS ARRAY_PARTITION variable=thresholds complete dim=1
 #pragma HLS ARRAY_PARTITION variable=thresholds complete dim=3
     int sf = 0, nf = 0;

@@ -22,13 +22,13 @@ from hw_space.layers.mac import (
     use_dsp,
 )
 from hw_space.layers.maxpool import MaxPool, MaxPoolRows
-from hw_space.layers.mvau import MVAU
+from hw_space.layers.mvau import LAYOUT_CODES, MVAU, PER_PE, WIDE
 from hw_space.layers.shell import PLATFORM_SHELL, PlatformShell
 from hw_space.layers.sliding_window import SlidingWindow, largest_divisor_at_most
 from hw_space.layers.tiled import TiledConv, TiledEngine, TiledPool, TileExtent
 
-__all__ = ["AUTO_DSP_MIN_BITS", "FIFO_REGISTER_DEPTH", "MAC_AUTO", "MAC_CODES", "MAC_DSP", "MAC_LUT", "MVAU",
-           "PLATFORM_SHELL", "Fifo", "FoldArrays", "HwKind", "MaxPool", "MaxPoolRows", "PlatformShell",
+__all__ = ["AUTO_DSP_MIN_BITS", "FIFO_REGISTER_DEPTH", "LAYOUT_CODES", "MAC_AUTO", "MAC_CODES", "MAC_DSP", "MAC_LUT", "MVAU",
+           "PER_PE", "PLATFORM_SHELL", "WIDE", "Fifo", "FoldArrays", "HwKind", "MaxPool", "MaxPoolRows", "PlatformShell",
            "Resources", "Role", "SlidingWindow", "StreamIO", "TileExtent", "TiledConv", "TiledEngine", "TiledPool",
            "WidthConverter", "acc_bits", "dot_bits", "gearbox_cycles", "largest_divisor_at_most",
            "mac_array_luts", "use_dsp"]

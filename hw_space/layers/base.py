@@ -68,6 +68,7 @@ class FoldArrays:
     abits: np.ndarray  # the layer's activation bits (0: none, the logits)
     mem: np.ndarray  # weight memory style code (hw_space.memory)
     mac: np.ndarray  # multiplier style code (MAC_CODES)
+    layout: np.ndarray  # weight layout code (hw_space.layers.mvau.LAYOUT_CODES)
     # the stream around the stage
     in_elems: np.ndarray  # elements per word arriving on the input stream
     in_bits: np.ndarray  # bits per element arriving (the tiled template: bits of the layer's input)

@@ -11,17 +11,20 @@ from hw_space.layers.base import FoldArrays, HwKind, Resources, Role, _ints, _re
 from hw_space.memory import AUTO, BRAM, LUTRAM, cdiv, memory_cost, resolve_style
 
 # hls::stream FIFOs up to this depth are registers (Vitis HLS's default depth-2 stream is a
-# register pair); deeper ones are shift registers (SRL, LUTRAM) or BRAM by the memory ladder.
+# register pair); deeper ones are shift registers (SRL, LUTRAM) when at most FIFO_SRL_MAX_DEPTH deep
+# or FIFO_SRL_MAX_BITS in all, else BRAM by the memory ladder (our estimate, not calibrated).
 FIFO_REGISTER_DEPTH = 2
+FIFO_SRL_MAX_DEPTH = 64
+FIFO_SRL_MAX_BITS = 4096
 
 
 @dataclass(frozen=True)
 class Fifo(HwKind):
     """The hls::stream FIFO between two kernels: `depth` words of `width` bits.
 
-    Depth <= 2: registers (FF = depth * width). Deeper: the 'auto' memory rule of hw_space.memory
-    (shallow or small: SRL shift registers, one SRLC32E LUT per bit per 32 words; else BRAM18 by
-    the ladder) plus an address counter of 2*ceil(log2(depth)) LUTs (FINN's StreamingFIFO).
+    Depth <= 2: registers (FF = depth * width). Deeper: SRL shift registers when shallow or small
+    (FIFO_SRL_MAX_*; one SRLC32E LUT per bit per 32 words), else BRAM18 by the ladder; plus an
+    address counter of 2*ceil(log2(depth)) LUTs (FINN's StreamingFIFO).
     As a stage its word is its producer's output word, and it is built where the producer is."""
 
     name: str
@@ -34,7 +37,7 @@ class Fifo(HwKind):
         width, depth = _ints(width, depth)
         on = np.asarray(active, dtype=bool) & (width > 0) & (depth > 0)
         regs = depth <= FIFO_REGISTER_DEPTH
-        style = resolve_style(AUTO, width, depth)
+        style = resolve_style(AUTO, width, depth, FIFO_SRL_MAX_BITS, FIFO_SRL_MAX_DEPTH)
         srl = np.where(~regs & (style == LUTRAM), cdiv(depth, 32) * width, 0)
         _, bram, _ = memory_cost(np.where(style == LUTRAM, LUTRAM, BRAM), width, depth)
         bram = np.where(~regs & (style == BRAM), bram, 0)

@@ -13,6 +13,9 @@ MAC_AUTO, MAC_LUT, MAC_DSP = 0, 1, 2
 MAC_CODES = {"auto": MAC_AUTO, "lut": MAC_LUT, "dsp": MAC_DSP}
 # 'auto' uses DSP slices once an operand pair is this wide: LUT multipliers grow with (W+A)^2.
 AUTO_DSP_MIN_BITS = 12
+# c1 of FINN's MVAU lut_estimation (FINN-R, Blott et al., TRETS 2018; finn-plus
+# src/finn/custom_op/fpgadataflow/matrixvectoractivation.py): the tiled engine keeps it.
+FINN_LUT_FACTOR = 1.1
 
 
 def acc_bits(mw, wbits, abits):
@@ -41,11 +44,11 @@ def use_dsp(mac, wbits, abits):
     return ~xnor & ((mac == MAC_DSP) | ((mac == MAC_AUTO) & (wbits + abits >= AUTO_DSP_MIN_BITS)))
 
 
-def mac_array_luts(pe, simd, wbits, abits, acc, out_bits, tmem, dsp):
+def mac_array_luts(pe, simd, wbits, abits, acc, out_bits, tmem, dsp, factor: float = FINN_LUT_FACTOR):
     """LUTs of a PE x SIMD multiply-accumulate array with threshold activation.
 
-    FINN's MVAU lut_estimation (FINN-R, Blott et al. 2018): 300 + 1.1 * PE * (mult + adder tree +
-    accumulator + threshold storage + comparators), with
+    FINN's MVAU lut_estimation (FINN-R, Blott et al. 2018): 300 + c1 * PE * (mult + adder tree +
+    accumulator + threshold storage + comparators), c1 = `factor` (FINN: 1.1), with
       mult = SIMD * (2*ceil((W+A)/6) - 1) * (W+A)  (0 on DSPs),  adder = (W+A) * (2*SIMD - 1),
       thresholds = (2^B - 1) * acc * ceil(TMEM/64) (LUTRAM, per PE),  comparators = (2^B - 1) * acc.
     With W = A = 1 the same terms count an XNOR-popcount lane. out_bits = 0 means no activation.
@@ -57,4 +60,4 @@ def mac_array_luts(pe, simd, wbits, abits, acc, out_bits, tmem, dsp):
     n_thr = np.where(out_bits > 0, (1 << out_bits) - 1, 0)
     thr = n_thr * acc * cdiv(tmem, 64)
     comp = n_thr * acc
-    return 300 + 1.1 * pe * (mult + adder + acc + thr + comp)
+    return 300 + factor * pe * (mult + adder + acc + thr + comp)

@@ -18,6 +18,20 @@ from hw_space.schedules import mvau_flags
 AXIS_WHAT: dict[str, tuple[str, str]] = {"conv": ("output channels", "inputs per output (K*K*Cin)"),
                                          "dense": ("outputs", "inputs")}
 
+# The weight layout (the Design's weight_layout): PE memories of SIMD*W bits (the kernel partitions
+# its weights by PE, as BNN-PYNQ's and finn-hlslib's MVAU) or one memory of PE*SIMD*W bits (the
+# kernel reshapes them into one word per fold step, as FINN's MVAU weight memory). Same depth.
+PER_PE, WIDE = 0, 1
+LAYOUT_CODES = {"per_pe": PER_PE, "wide": WIDE}
+
+# c1 of FINN's MVAU LUT formula (mac_array_luts), calibrated against three published implementations
+# (docs/cost-model.md, tests/test_hw_calibration.py): FINN's cybersecurity MLP tutorial (7,234 LUT,
+# Vivado 2022.1 place and route) and BNN-PYNQ's LFC-W1A1 / W1A2 on the Pynq-Z1 (28,360 / 48,981 LUT
+# post-place; Umuroglu et al., FPGA'17, and the Xilinx/BNN-PYNQ results table). FINN's own 1.1
+# over-counts all three by 47-77 %; 0.65 leaves +5 %, +11 % and -10 % (the smallest largest error
+# with the over-count on the side of the binary networks).
+MVAU_LUT_FACTOR = 0.65
+
 
 @dataclass(frozen=True)
 class MVAU(HwKind):
@@ -64,23 +78,25 @@ class MVAU(HwKind):
         acc = acc_bits(self.mw, wbits, in_bits)
         return np.maximum(np.maximum(simd * in_bits, simd * wbits), np.maximum(pe * out_bits, acc))
 
-    def weight_memory(self, pe, simd, wbits):
-        """(width bits, depth words) of ONE PE's weight memory: depth MW*MH/(PE*SIMD), width SIMD*W.
-        The kernel partitions its weights by PE (weights[PE][...], ARRAY_PARTITION dim=1), so there
-        are PE such memories, as in FINN-R's and BNN-PYNQ's MVAU."""
-        pe, simd, wbits = _ints(pe, simd, wbits)
-        return simd * wbits, cdiv(self.mw * self.mh, pe * simd)
+    def weight_memory(self, pe, simd, wbits, layout=PER_PE):
+        """(count, width bits, depth words) of the weight memories, each MW*MH/(PE*SIMD) words deep:
+        per_pe, PE memories of SIMD*W bits (weights[PE][...] partitioned by PE, as BNN-PYNQ's MVAU);
+        wide, one memory of PE*SIMD*W bits (the same array reshaped, as FINN's MVAU)."""
+        pe, simd, wbits, layout = _ints(pe, simd, wbits, layout)
+        wide = layout == WIDE
+        return np.where(wide, 1, pe), np.where(wide, pe, 1) * simd * wbits, cdiv(self.mw * self.mh, pe * simd)
 
-    def resources(self, pe, simd, wbits, in_bits, out_bits, mem, mac) -> Resources:
-        """Weights by the memory ladder; LUTs by FINN's formula (mac_array_luts); DSPs
-        PE*SIMD*ceil((W+A)/48) on the DSP path (FINN dsp_estimation); FFs a rough register count
-        (FINN publishes no FF model): operand registers per lane, accumulator and output per PE."""
+    def resources(self, pe, simd, wbits, in_bits, out_bits, mem, mac, layout=PER_PE) -> Resources:
+        """Weights by the memory ladder, in the layout's memories; LUTs by FINN's formula
+        (mac_array_luts); DSPs PE*SIMD*ceil((W+A)/48) on the DSP path (FINN dsp_estimation); FFs a
+        rough register count (FINN publishes no FF model): operand registers per lane, accumulator
+        and output per PE."""
         pe, simd, wbits, in_bits, out_bits, mem, mac = _ints(pe, simd, wbits, in_bits, out_bits, mem, mac)
         acc = acc_bits(self.mw, wbits, in_bits)
         dsp_path = use_dsp(mac, wbits, in_bits)
-        width, depth = self.weight_memory(pe, simd, wbits)
-        mem_lut, bram, uram = (pe * v for v in memory_cost(mem, width, depth))  # one memory per PE
-        lut = mac_array_luts(pe, simd, wbits, in_bits, acc, out_bits, cdiv(self.mh, pe), dsp_path) + mem_lut
+        count, width, depth = self.weight_memory(pe, simd, wbits, layout)
+        mem_lut, bram, uram = (count * v for v in memory_cost(mem, width, depth))
+        lut = mac_array_luts(pe, simd, wbits, in_bits, acc, out_bits, cdiv(self.mh, pe), dsp_path, MVAU_LUT_FACTOR) + mem_lut
         dsp = np.where(dsp_path, pe * simd * cdiv(wbits + in_bits, 48), 0)
         ff = 200 + pe * (simd * (wbits + in_bits) + 2 * acc + np.maximum(out_bits, 1))
         return _res(pe, lut=lut, ff=ff, bram=bram, uram=uram, dsp=dsp, lutram=mem_lut)
@@ -103,7 +119,7 @@ class MVAU(HwKind):
         return self.cycles(a.pe, a.simd, a.wbits, a.mem, a.axi)
 
     def stage_resources(self, a: FoldArrays) -> Resources:
-        return self.resources(a.pe, a.simd, a.wbits, a.in_bits, a.abits, a.mem, a.mac)
+        return self.resources(a.pe, a.simd, a.wbits, a.in_bits, a.abits, a.mem, a.mac, a.layout)
 
     def stage_width(self, a: FoldArrays) -> np.ndarray:
         return self.width(a.pe, a.simd, a.wbits, a.in_bits, self.out_bits(a))

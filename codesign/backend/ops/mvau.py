@@ -21,7 +21,7 @@ from codesign.backend.ops.base import (
     square,
 )
 from codesign.backend.ops.swg import name_window
-from hw_space.design import Layer, LayerFold
+from hw_space.design import WEIGHT_LAYOUTS, Layer, LayerFold
 from hw_space.errors import CodesignError
 from hw_space.fold_axes import FoldAxis
 from hw_space.layers import largest_divisor_at_most
@@ -67,6 +67,7 @@ class MVAU(HardwareOp):
     xnor: bool = False
     mac: str = "auto"  # multiplier style of the Design (auto | lut | dsp): BIND_OP in the HLS
     weight_memory: str = "auto"  # memory style of the Design (auto | bram | lutram | uram): BIND_STORAGE
+    weight_layout: str = "per_pe"  # the Design's weight layout: ARRAY_PARTITION (per_pe) or ARRAY_RESHAPE (wide)
 
     model_kind: ClassVar[str] = "mvau"
     layer_family: ClassVar[str] = "compute"  # takes the Design's conv / dense layers, in order
@@ -134,14 +135,14 @@ class MVAU(HardwareOp):
         return FoldAxis("pe", self.mh, pe_what), FoldAxis("simd", self.mw, simd_what)
 
     def apply_fold(self, folds: Mapping[str, LayerFold], node: Node) -> None:
-        """PE, SIMD, multiplier and memory style of its Design layer; the SIMD of its window, which
+        """PE, SIMD, multiplier and memory style and weight layout of its Design layer; the SIMD of its window, which
         divides Cin (FINN) and defaults to the largest divisor of Cin up to the MVAU's SIMD."""
         f = folds.get(self.layer, LayerFold())
         pe_axis, simd_axis = self.fold_axes()
         pe_axis.check(self.layer, f.pe)
         simd_axis.check(self.layer, f.simd)
         self.pe, self.simd = f.pe, f.simd
-        self.mac, self.weight_memory = f.mac, f.weight_memory
+        self.mac, self.weight_memory, self.weight_layout = f.mac, f.weight_memory, f.weight_layout
         window = node.producer()
         if getattr(window, "is_window", False):
             cin = window.ifm[2]
@@ -284,9 +285,12 @@ def mvau_context(item: MVAU, name: str) -> dict[str, Any]:
         raise CodesignError(f"hardware.layers.{item.layer or name}.weight_memory: {item.weight_memory!r} cannot be "
                             f"emitted; allowed: {', '.join(STORAGE_IMPL)} (weights streamed from DRAM are not built "
                             "by the dataflow backend)")
+    if item.weight_layout not in WEIGHT_LAYOUTS:
+        raise CodesignError(f"hardware.layers.{item.layer or name}.weight_layout: {item.weight_layout!r} is not "
+                            f"allowed; allowed: {', '.join(WEIGHT_LAYOUTS)}")
     in_bits = item.in_fmt.code_bits
     return {
-        "storage": STORAGE_IMPL[item.weight_memory],
+        "storage": STORAGE_IMPL[item.weight_memory], "layout": item.weight_layout,
         "name": name, "label": name, "guard": f"CODESIGN_PARAMS_{name.upper()}_H",
         "mw": item.mw, "mh": item.mh, "simd": item.simd,
         "pe": item.pe, "reps": item.reps, "nt": nt, "offset": offset, "out_bits": out_bits,
