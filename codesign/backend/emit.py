@@ -19,6 +19,7 @@ from codesign.backend.csim import MANIFEST, VECTORS, write_inputs
 from codesign.backend.dag import ops
 from codesign.backend.lower import Lowered, lower
 from codesign.backend.names import is_identifier
+from codesign.backend.tiled_writer import write_tiled_project
 from codesign.backend.writer import DATA, INPUTS_FILE, OUTPUTS_FILE, Project, write_project
 from hw_space.boards import Board, load_board
 from hw_space.design import Design, atomic_write_text, load_design, save_design
@@ -119,6 +120,8 @@ def _render_scripts(tmp: Path, low: Lowered, project: Project) -> list[str]:
         from codesign.backend.scripts import render_scripts
     except ImportError:
         return []
+    if low.design.hardware.template == "tiled":
+        return []  # the engine's scripts: see codesign.backend.scripts
     board = _board(low)
     clock = low.design.hardware.clock_mhz or board.clock_mhz
     written = render_scripts(tmp, top=project.top, board=board, clock_mhz=clock, sources=project.sources,
@@ -174,7 +177,11 @@ def emit(qonnx: str | Path, out_dir: str | Path, *, design: Design | str | Path 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
     try:
-        project = write_project(low.graph, tmp, top=top, axi_width=_board(low).axi_width)
+        engine = low.design.hardware.engine
+        if low.design.hardware.template == "tiled" and engine is not None:
+            project, _ = write_tiled_project(low.graph, engine, tmp, top=top, source=source)
+        else:
+            project = write_project(low.graph, tmp, top=top, axi_width=_board(low).axi_width)
         write_inputs(tmp / INPUTS_FILE, vectors["codes"])
         atomic_write_text(tmp / REFERENCE_FILE, "\n".join(" ".join(map(str, r)) for r in vectors["reference"].tolist())
                           + "\n")
