@@ -369,10 +369,15 @@ def _front_rows(front: Sequence[TrialRecord], floor: float | None) -> list[tuple
     return [(r.number, f"{r.accuracy:.4f}" + (" (below floor)" if floor is not None and r.accuracy < floor else ""),
              f"{r.fps:,.0f}", f"{float(r.estimate['latency_us']):,.1f}",
              *(f"{int(r.estimate['resources'][k]):,}" for k in FRONT_RESOURCES), f"{r.reward:.4f}",
-             summary(r.design)) for r in front]
+             template_of(r.design), summary(r.design)) for r in front]
 
 
-_FRONT_HEADER = ("#", "accuracy", "FPS", "latency us", "LUT", "BRAM18", "DSP", "reward", "design")
+def template_of(design: dict[str, Any]) -> str:
+    """The accelerator template of a design: dataflow (one engine per layer) or tiled (one shared engine)."""
+    return str(design.get("hardware", {}).get("template", "dataflow"))
+
+
+_FRONT_HEADER = ("#", "accuracy", "FPS", "latency us", "LUT", "BRAM18", "DSP", "reward", "template", "design")
 
 
 def _front_sections(s: RunSummary) -> list[str]:
@@ -441,7 +446,8 @@ def render_report(s: RunSummary) -> str:
                 f"{int(rec.estimate['resources']['BRAM18'])}, DSP {int(rec.estimate['resources']['DSP'])} "
                 f"({_pct(share)} of the board's most used resource), network hash `{rec.network_hash}`.", "",
                 f"Why: {s.choice.why}.", "",
-                f"`{summary(rec.design)}` - see `best/design.yaml`.", "", layer_table(rec.estimate), ""]
+                f"Template: **{template_of(rec.design)}**. `{summary(rec.design)}` - see `best/design.yaml`.", "",
+                layer_table(rec.estimate), ""]
     out += ["## HLS (C-simulation)", ""]
     if s.hls.get("skipped"):
         out += [f"Skipped: {s.hls['skipped']}.", ""]
