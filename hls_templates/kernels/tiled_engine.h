@@ -57,29 +57,47 @@ inline int tiled_max(int a, int b) { return a > b ? a : b; }
 // elements of `bits` bits per word of P bits (at least one)
 template <int P> inline int tiled_epw(int bits) { return P / bits > 0 ? P / bits : 1; }
 
+// Element codes (at most 64 bits) and their values: ap types for synthesis; native integers in
+// C-simulation, which compute the same bits much faster (codesign::csim, common.h).
+#ifdef CODESIGN_CSIM_FAST
+typedef unsigned long long tiled_code_t;
+typedef long long tiled_wide_t;
+#else
+typedef ap_uint<64> tiled_code_t;
+typedef ap_int<64> tiled_wide_t;
+#endif
+
+inline tiled_code_t tiled_mask(int bits) {
+#pragma HLS INLINE
+    return bits >= 64 ? tiled_code_t(~0ULL) : tiled_code_t((tiled_code_t(1) << bits) - 1);
+}
+
 // the value of an element code of the given format
 template <typename V>
-inline V tiled_decode(ap_uint<64> code, int bits, int is_signed, int bipolar) {
+inline V tiled_decode(tiled_code_t code, int bits, int is_signed, int bipolar) {
 #pragma HLS INLINE
-    if (bipolar) return code[0] ? V(1) : V(-1);
-    if (is_signed && code[bits - 1]) return V(ap_int<64>(code) - (ap_int<64>(1) << bits));
-    return V(ap_int<64>(code));
+    if (bipolar) return (code & 1) ? V(1) : V(-1);
+    if (is_signed && bits < 64 && ((code >> (bits - 1)) & 1)) return V(tiled_wide_t(code) - (tiled_wide_t(1) << bits));
+    return V(tiled_wide_t(code));
 }
 
 // lane e of `bits` bits of a word
 template <int P>
-inline ap_uint<64> tiled_lane(const ap_uint<P> &word, int e, int bits) {
+inline tiled_code_t tiled_lane(const ap_uint<P> &word, int e, int bits) {
 #pragma HLS INLINE
+#ifdef CODESIGN_CSIM_FAST
+    if (P <= 64) return (word.to_uint64() >> (e * bits)) & tiled_mask(bits);
+    return ap_uint<P>(word >> (e * bits)).to_uint64() & tiled_mask(bits);
+#else
     const ap_uint<P> shifted = word >> (e * bits);
-    const ap_uint<64> low = shifted;
-    return bits >= 64 ? low : ap_uint<64>(low & ((ap_uint<64>(1) << bits) - 1));
+    return tiled_code_t(shifted) & tiled_mask(bits);
+#endif
 }
 
 template <int P>
-inline void tiled_put(ap_uint<P> &word, int e, int bits, ap_int<64> value) {
+inline void tiled_put(ap_uint<P> &word, int e, int bits, tiled_wide_t value) {
 #pragma HLS INLINE
-    const ap_uint<64> code = bits >= 64 ? ap_uint<64>(value) : ap_uint<64>(value & ((ap_int<64>(1) << bits) - 1));
-    word |= ap_uint<P>(code) << (e * bits);
+    word |= ap_uint<P>(tiled_code_t(value) & tiled_mask(bits)) << (e * bits);
 }
 
 // One max-pool layer: per group of TN channels and output pixel, the K x K window word by word.
@@ -87,7 +105,7 @@ template <int TN, int IP, int OP>
 void tiled_pool(const TiledLayer &L, const ap_uint<IP> *act_in, ap_uint<OP> *act_out) {
     const int epw = tiled_epw<IP>(L.in_bits), wg = tiled_cdiv(TN, epw), k2 = L.k * L.k;
     const int iters = tiled_cdiv(L.m, TN) * L.out_h * L.out_w * wg * k2;
-    ap_int<65> best[TN];
+    tiled_wide_t best[TN];
 #pragma HLS ARRAY_PARTITION variable=best complete dim=1
     int pk = 0, pky = 0, pkx = 0, pw = 0, pox = 0, poy = 0, pg = 0;
     pool:
@@ -100,8 +118,8 @@ void tiled_pool(const TiledLayer &L, const ap_uint<IP> *act_in, ap_uint<OP> *act
         for (int e = 0; e < TN; e++) {
 #pragma HLS UNROLL
             if (e < epw && pw * epw + e < TN) {
-                const ap_uint<64> code = tiled_lane<IP>(word, e, L.in_bits);
-                const ap_int<65> v = tiled_decode<ap_int<65> >(code, L.in_bits, L.in_signed, 0);
+                const tiled_wide_t v = tiled_decode<tiled_wide_t>(tiled_lane<IP>(word, e, L.in_bits), L.in_bits,
+                                                                  L.in_signed, 0);
                 if (pk == 0 || v > best[e]) best[e] = v;
                 tiled_put<OP>(out, e, L.in_bits, best[e]);
             }
@@ -121,7 +139,7 @@ void tiled_pool(const TiledLayer &L, const ap_uint<IP> *act_in, ap_uint<OP> *act
 
 // The output code of accumulator `acc` of output channel `m` (absolute) of layer L.
 template <int NT_MAX, typename acc_t, typename thr_t>
-inline ap_int<64> tiled_activate(const TiledLayer &L, acc_t acc, int m, const thr_t thresholds[][NT_MAX]) {
+inline tiled_wide_t tiled_activate(const TiledLayer &L, acc_t acc, int m, const thr_t thresholds[][NT_MAX]) {
 #pragma HLS INLINE
     if (L.nt > 0) {
         int count = 0;
@@ -129,9 +147,9 @@ inline ap_int<64> tiled_activate(const TiledLayer &L, acc_t acc, int m, const th
 #pragma HLS UNROLL
             if (k < L.nt && acc >= thresholds[L.thr_row + m][k]) count++;
         }
-        return ap_int<64>(L.offset + count);
+        return tiled_wide_t(L.offset + count);
     }
-    return L.xnor ? ap_int<64>(2 * ap_int<64>(acc) - L.mw) : ap_int<64>(acc);
+    return L.xnor ? tiled_wide_t(2 * tiled_wide_t(acc) - L.mw) : tiled_wide_t(acc);
 }
 
 // One conv or dense layer on the TM x TN MAC array.
@@ -183,7 +201,7 @@ void tiled_conv(const TiledLayer &L, const ap_uint<IP> *act_in, const ap_uint<WP
                     const int j = iw * epw_i + e;
                     if (e < epw_i && j < TN) {
                         const bool channel = (g / L.gpx) * TN + j < L.cv;
-                        const ap_uint<64> code = tiled_lane<IP>(word, e, L.in_bits);
+                        const tiled_code_t code = tiled_lane<IP>(word, e, L.in_bits);
                         ibuf[lb][j][iq] = inside && channel ?
                             tiled_decode<val_t>(code, L.in_bits, L.in_signed, L.in_bipolar) : val_t(0);
                     }
@@ -196,7 +214,7 @@ void tiled_conv(const TiledLayer &L, const ap_uint<IP> *act_in, const ap_uint<WP
 #pragma HLS UNROLL
                     const int idx = ww * epw_w + e;
                     if (e < epw_w && idx < TM * TN) {
-                        const ap_uint<64> code = tiled_lane<WP>(word, e, L.w_bits);
+                        const tiled_code_t code = tiled_lane<WP>(word, e, L.w_bits);
                         wbuf[lb][idx / TN][idx % TN][wk] = tiled_decode<wval_t>(code, L.w_bits, L.w_signed,
                                                                                 L.w_bipolar);
                     }
