@@ -16,6 +16,7 @@ import pytest
 from codesign.backend.csim import ap_types_dir, read_manifest
 from codesign.backend.emit import emit
 from codesign.backend.lower import lower_model, network_of
+from codesign.backend.scripts import check_scripts
 from hw_space.boards import load_board
 from hw_space.design import Design, Engine, Hardware, load_design
 from hw_space.errors import CodesignError
@@ -67,13 +68,29 @@ def check(path: Path, engine: Engine, out: Path) -> dict[str, int]:
     return counts
 
 
-def test_edge_tiles_are_bit_exact_and_take_the_model_cycles(tmp_path):
-    # 6 and 12 channels on Tn 4 (padded lanes), Tr x Tc = 3 x 5 on 8x8 and 4x4 maps (edge tiles),
-    # 10 logits on Tm 8 (an edge output tile), a dense layer reading the map's pixels as groups
-    path = _model(tmp_path, wbits=(4, 2, 2, 4), abits=(4, 2, 3), channels=(6, 12))
-    counts = check(path, Engine(tm=8, tn=4, tr=3, tc=5), tmp_path / "hls")
+@pytest.fixture(scope="module")
+def small_model(tmp_path_factory) -> Path:
+    # 6 and 12 channels on Tn 4 (padded lanes), 10 logits on Tm 8 (an edge output tile)
+    return _model(tmp_path_factory.mktemp("model"), wbits=(4, 2, 2, 4), abits=(4, 2, 3), channels=(6, 12))
+
+
+EDGE_ENGINE = Engine(8, 4, 3, 5, 64, 128, 64)  # Tr x Tc = 3 x 5 on 8x8 and 4x4 maps: edge tiles
+
+
+@pytest.fixture(scope="module")
+def edge_project(small_model, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("edge") / "hls"
+    emit(small_model, out, design=_design(small_model, EDGE_ENGINE), samples=12)
+    return out
+
+
+def test_edge_tiles_are_bit_exact_and_take_the_model_cycles(edge_project, small_model):
+    # a dense layer reading the map's pixels as groups of channels, wider weight port
+    code, counts = counted_run(edge_project)
+    assert code == 0, "not bit-exact"
+    assert counts == model_cycles(_design(small_model, EDGE_ENGINE))
     assert set(counts) == {"conv0", "pool0", "conv1", "fc0", "fc1"}
-    manifest = read_manifest(tmp_path / "hls")
+    manifest = read_manifest(edge_project)
     assert manifest["template"] == "tiled" and manifest["engine"]["tm"] == 8
 
 
@@ -97,11 +114,6 @@ def test_tiled_engine_variants_are_bit_exact(tmp_path, n):
     check(_model(tmp_path, seed=n, **options), engine, tmp_path / "hls")
 
 
-@pytest.fixture(scope="module")
-def small_model(tmp_path_factory) -> Path:
-    return _model(tmp_path_factory.mktemp("model"))
-
-
 def test_engine_rules_are_one_line_errors(tmp_path, small_model):
     path = small_model
     with pytest.raises(CodesignError, match="tm .6. must be a multiple of tn .4."):
@@ -112,13 +124,12 @@ def test_engine_rules_are_one_line_errors(tmp_path, small_model):
         emit(path, tmp_path / "c", design=_design(path, Engine(8, 4, 4, 4, 8, 8, 8)))
 
 
-def test_emitted_engine_has_the_ports_buffers_and_pragmas(tmp_path, small_model):
-    path = small_model
-    emit(path, tmp_path / "hls", design=_design(path, Engine(8, 4, 4, 4, 64, 128, 64)), samples=2)
-    src = tmp_path / "hls" / "src"
+def test_emitted_engine_has_the_ports_buffers_and_pragmas(edge_project):
+    src = edge_project / "src"
     top = (src / "codesign_top.cpp").read_text()
-    for port, bundle in (("act_in", "gmem_in"), ("weights", "gmem_w"), ("act_out", "gmem_out")):
+    for port, bundle, bits in (("act_in", "gmem_in", 64), ("weights", "gmem_w", 128), ("act_out", "gmem_out", 64)):
         assert f"mode=m_axi port={port} bundle={bundle} offset=slave" in top
+        assert re.search(rf"port={port} .* max_widen_bitwidth={bits}\n", top)
     assert "const ap_uint<64> *act_in, const ap_uint<128> *weights" in top and "ap_uint<64> *act_out" in top
     assert "codesign::tiled_engine<8, 4," in top
     kernels = (src / "codesign_kernels.h").read_text()
@@ -126,10 +137,11 @@ def test_emitted_engine_has_the_ports_buffers_and_pragmas(tmp_path, small_model)
     assert "mvau(" not in kernels  # only the engine's kernel
     params = (src / "params_codesign_top.h").read_text()
     assert params.count("// conv") == 2 and "static const codesign::TiledLayer codesign_top_layers[5]" in params
-    weights = (tmp_path / "hls" / "tb_data" / "weights.hex").read_text().split()
+    weights = (edge_project / "tb_data" / "weights.hex").read_text().split()
     assert all(w.startswith("0x") and len(w) == 2 + 128 // 4 for w in weights)
-    image = np.load(tmp_path / "hls" / "tb_data" / "weights.npy")
+    image = np.load(edge_project / "tb_data" / "weights.npy")
     assert image.dtype == np.uint8 and len(image) == len(weights) * 16
+    assert check_scripts(edge_project) == []  # vitis_hls.tcl, vivado_bd.tcl, driver.py of the engine
 
 
 @pytest.mark.slow
