@@ -103,6 +103,7 @@ inline void tiled_put(ap_uint<P> &word, int e, int bits, tiled_wide_t value) {
 // One max-pool layer: per group of TN channels and output pixel, the K x K window word by word.
 template <int TN, int IP, int OP>
 void tiled_pool(const TiledLayer &L, const ap_uint<IP> *act_in, ap_uint<OP> *act_out) {
+#pragma HLS INLINE
     const int epw = tiled_epw<IP>(L.in_bits), wg = tiled_cdiv(TN, epw), k2 = L.k * L.k;
     const int iters = tiled_cdiv(L.m, TN) * L.out_h * L.out_w * wg * k2;
     tiled_wide_t best[TN];
@@ -158,6 +159,7 @@ template <int TM, int TN, int IN_PX, int OUT_PX, int K2, int IP, int WP, int OP,
 void tiled_conv(const TiledLayer &L, const ap_uint<IP> *act_in, const ap_uint<WP> *weights, ap_uint<OP> *act_out,
                 const thr_t thresholds[][NT_MAX], val_t ibuf[2][TN][IN_PX], wval_t wbuf[2][TM][TN][K2],
                 acc_t obuf[2][TM][OUT_PX]) {
+#pragma HLS INLINE
     const int k2 = L.k * L.k, px = L.tr * L.tc;
     const int epw_i = tiled_epw<IP>(L.in_bits), wg_i = tiled_cdiv(TN, epw_i);
     const int epw_w = tiled_epw<WP>(L.w_bits), wpk = tiled_cdiv(TM * TN, epw_w);
