@@ -43,18 +43,18 @@ def _maxpool_dataflow(layer: Layer, ishape: Shape, oshape: Shape) -> list[HwKind
 
 
 def _conv_tiled(layer: Layer, ishape: Shape, oshape: Shape) -> list[HwKind]:
-    p = layer.padding
-    return [TiledConv(layer.name, ishape.height + 2 * p, ishape.width + 2 * p, ishape.channels, layer.out_channels,
-                      layer.kernel, layer.stride, logits=layer.act_bits is None)]
+    return [TiledConv(layer.name, oshape.height, oshape.width, ishape.channels, layer.out_channels, layer.kernel,
+                      layer.stride, logits=layer.act_bits is None)]
 
 
 def _dense_tiled(layer: Layer, ishape: Shape, oshape: Shape) -> list[HwKind]:
-    """A 1x1 convolution on a 1x1 map."""
-    return [TiledConv(layer.name, 1, 1, ishape.size, layer.out_features, 1, 1, logits=layer.act_bits is None)]
+    """A 1x1 convolution on a 1x1 map; the map before it is read as its pixels' channel groups."""
+    return [TiledConv(layer.name, 1, 1, ishape.channels, layer.out_features, 1, 1,
+                      pixels=ishape.height * ishape.width, logits=layer.act_bits is None)]
 
 
 def _maxpool_tiled(layer: Layer, ishape: Shape, oshape: Shape) -> list[HwKind]:
-    return [TiledPool(layer.name, ishape.size)]
+    return [TiledPool(layer.name, oshape.height, oshape.width, ishape.channels, layer.kernel)]
 
 
 DATAFLOW_LOWERING: dict[str, Lowering] = {"conv": _conv_dataflow, "dense": _dense_dataflow,

@@ -200,7 +200,7 @@ def test_tiled_fold_at_least_matches_the_example_engine():
     # the example's engine (Tm 16, Tn 4, Tr = Tc = 8, 64-bit ports) lies in fold's search space
     b = load_board("pynq-z2")
     d = load_design(EXAMPLES / "digits_tiled.yaml")
-    assert estimate(fold(d, b), b).ii_cycles <= estimate(d, b).ii_cycles == 5552
+    assert estimate(fold(d, b), b).ii_cycles <= estimate(d, b).ii_cycles == 3899
 
 
 def test_tiled_fold_with_a_target():

@@ -25,6 +25,7 @@ from hw_space.layers import (
     SlidingWindow,
     StreamIO,
     TiledConv,
+    TiledPool,
     acc_bits,
     mac_array_luts,
     use_dsp,
@@ -335,79 +336,108 @@ def _tiled(layer, tm, tn, tr, tc, in_bits, wbits, out_bits, ports):
 
 
 def test_tiled_conv_layer_by_hand():
-    # conv on a 10x10 (padded) map, N = 16 -> M = 32, K 3, S 1; Tm 8, Tn 4, Tr = Tc = 5; 4-bit
-    # inputs/weights/outputs; ports 64/32/16 bits -> I_p = 16, W_p = 8, O_p = 4 elements per cycle
-    #   Lat_I = Tn·Tr·Tc / I_p = 4·25/16 = 6.25 -> 7
-    #   Lat_W = Tm·Tn·K² / W_p = 8·4·9/8 = 36
-    #   Lat_C = K²·ceil(Tr/S)·ceil(Tc/S) = 9·25 = 225
-    #   Lat_O = Tm·25 / O_p = 200/4 = 50
-    #   L1 = max(7, 36, 225) = 225;  L2 = max(ceil(16/4)·225, 50) = 900
-    #   cycles = ceil(10/5)·ceil(10/5)·ceil(32/8)·900 = 2·2·4·900 = 14,400
-    layer = TiledConv("c", 10, 10, 16, 32, 3, 1)
-    assert _tiled(layer, 8, 4, 5, 5, 4, 4, 4, (64, 32, 16)) == 14400
+    # conv with an 8x8 output map (10x10 padded input), N = 16 -> M = 32, K 3, S 1; Tm 8, Tn 4,
+    # Tr = Tc = 5; 4-bit inputs/weights/outputs; ports 64/32/16 bits -> I_p = 16, W_p = 8, O_p = 4
+    #   input tile (5-1)·1 + 3 = 7 rows and columns; steps = ceil(16/4) = 4 groups per tile
+    #   Lat_I = 7·7·ceil(4/16) = 49;  Lat_W = 9·ceil(8·4/8) = 36;  Lat_C = 9·5·5 = 225
+    #   Lat_O = 25 pixels · min(8/4, ceil(32/4)) = 2 groups · ceil(4/4) = 50
+    #   L1 = 225; T1 = (4 + 1)·225 = 1,125; tiles = ceil(8/5)·ceil(8/5)·ceil(32/8) = 16
+    #   cycles = 1,125 + 15·max(1,125, 50) + 50 = 18,050
+    layer = TiledConv("c", 8, 8, 16, 32, 3, 1)
+    assert _tiled(layer, 8, 4, 5, 5, 4, 4, 4, (64, 32, 16)) == 18050
 
 
 def test_tiled_weight_bound_tile():
-    # same layer, Tr = Tc = 1: Lat_I = ceil(4/16) = 1, Lat_W = 36, Lat_C = 9, Lat_O = ceil(8/4) = 2
-    #   L1 = 36; L2 = 4·36 = 144; cycles = 10·10·4·144 = 57,600
-    layer = TiledConv("c", 10, 10, 16, 32, 3, 1)
-    assert _tiled(layer, 8, 4, 1, 1, 4, 4, 4, (64, 32, 16)) == 57600
+    # same layer, Tr = Tc = 1: input tile 3x3 -> Lat_I = 9, Lat_W = 36, Lat_C = 9, Lat_O = 1·2·1 = 2
+    #   L1 = 36; T1 = 5·36 = 180; tiles = 8·8·4 = 256; cycles = 180 + 255·180 + 2 = 46,082
+    layer = TiledConv("c", 8, 8, 16, 32, 3, 1)
+    assert _tiled(layer, 8, 4, 1, 1, 4, 4, 4, (64, 32, 16)) == 46082
 
 
 def test_tiled_input_bound_tile():
-    # 1x1 conv, 8x8 map, N = M = 16, Tm 1, Tn 16, Tr = Tc = 8, 8-bit input on an 8-bit port (I_p 1)
-    #   Lat_I = 16·64/1 = 1,024; Lat_W = 1·16·1/(64/4) = 1; Lat_C = 64; Lat_O = 64/(64/4) = 4
-    #   L1 = 1,024; L2 = 1·1,024; cycles = 1·1·16·1,024 = 16,384
+    # 1x1 conv, 8x8 map, N = M = 16, Tm = Tn = 16, Tr = Tc = 8, 8-bit input on an 8-bit port (I_p 1)
+    #   Lat_I = 64 pixels · ceil(16/1) = 1,024; Lat_W = ceil(256/16) = 16; Lat_C = 64
+    #   Lat_O = 64 · 1 group · ceil(16/16) = 64; L1 = 1,024; T1 = 2·1,024; one tile
+    #   cycles = 2,048 + 64 = 2,112
     layer = TiledConv("c", 8, 8, 16, 16, 1, 1)
-    assert _tiled(layer, 1, 16, 8, 8, 8, 4, 4, (8, 64, 64)) == 16384
+    assert _tiled(layer, 16, 16, 8, 8, 8, 4, 4, (8, 64, 64)) == 2112
 
 
 def test_tiled_output_bound_tile():
-    # 1x1 conv, 4x4 map, N 4 -> M 64, Tm 64, Tn 4, Tr = Tc = 4, 8-bit everything, output port 8 bits
-    #   I_p = 8, W_p = 8, O_p = 1; Lat_I = 4·16/8 = 8; Lat_W = 64·4/8 = 32; Lat_C = 16
-    #   Lat_O = 64·16/1 = 1,024;  L1 = 32; L2 = max(1·32, 1,024) = 1,024; cycles = 1,024
-    layer = TiledConv("c", 4, 4, 4, 64, 1, 1)
-    assert _tiled(layer, 64, 4, 4, 4, 8, 8, 8, (64, 64, 8)) == 1024
+    # 1x1 conv, 4x4 map, N 4 -> M 128, Tm 64, Tn 4, Tr = Tc = 4, 8-bit everything, output port 8 bits
+    #   I_p = 8, W_p = 8, O_p = 1; Lat_I = 16·ceil(4/8) = 16; Lat_W = 256/8 = 32; Lat_C = 16
+    #   Lat_O = 16 pixels · 16 groups · ceil(4/1) = 1,024; L1 = 32; T1 = 2·32 = 64; 2 tiles
+    #   cycles = 64 + 1·max(64, 1,024) + 1,024 = 2,112 (the second tile waits for the first's outputs)
+    layer = TiledConv("c", 4, 4, 4, 128, 1, 1)
+    assert _tiled(layer, 64, 4, 4, 4, 8, 8, 8, (64, 64, 8)) == 2112
 
 
 def test_tiled_strided_tile():
-    # 8x8 map, N = M = 2, K 3, S 2, Tm = Tn = 2, Tr = Tc = 8, 8-bit, 64-bit ports (8 elements/cycle)
-    #   output tile ceil(8/2)² = 16 pixels; Lat_I = 2·64/8 = 16; Lat_W = ceil(2·2·9/8) = 5
-    #   Lat_C = 9·16 = 144; Lat_O = 2·16/8 = 4; L1 = 144 = L2 = cycles (one tile)
-    layer = TiledConv("c", 8, 8, 2, 2, 3, 2)
-    assert _tiled(layer, 2, 2, 8, 8, 8, 8, 8, (64, 64, 64)) == 144
+    # 8x8 map, N = M = 2, K 3, S 2, no padding: 3x3 output; Tm = Tn = 2, Tr = Tc = 8 (clipped to 3),
+    # 8-bit, 64-bit ports (8 elements per word)
+    #   input tile (3-1)·2 + 3 = 7: Lat_I = 49·ceil(2/8) = 49; Lat_W = 9·ceil(4/8) = 9
+    #   Lat_C = 9·9 = 81; Lat_O = 9·1·1 = 9; L1 = 81; T1 = 2·81 = 162; cycles = 162 + 9 = 171
+    layer = TiledConv("c", 3, 3, 2, 2, 3, 2)
+    assert _tiled(layer, 2, 2, 8, 8, 8, 8, 8, (64, 64, 64)) == 171
 
 
 def test_tiled_dense_layer():
     # dense 256 -> 10 as a 1x1 conv on a 1x1 map, Tm 16, Tn 8, Tr = Tc = 8 (clipped to the 1x1 map),
     # 4-bit in/weights, 16-bit logits: I_p = 16, W_p = 16, O_p = 4
-    #   Lat_I = 8·1/16 -> 1; Lat_W = min(16,10)·8/16 = 5; Lat_C = 1; Lat_O = 10/4 -> 3
-    #   L1 = 5; L2 = max(ceil(256/8)·5, 3) = 160; cycles = 1·1·ceil(10/16)·160 = 160
+    #   steps = 256/8 = 32; Lat_I = 1; Lat_W = 128/16 = 8; Lat_C = 1; L1 = 8; T1 = 33·8 = 264
+    #   Lat_O = 1 · min(2, ceil(10/8)) = 2 groups · ceil(8/4) = 4; cycles = 264 + 4 = 268
     layer = TiledConv("fc", 1, 1, 256, 10, 1, 1)
-    assert _tiled(layer, 16, 8, 8, 8, 4, 4, 16, (64, 64, 64)) == 160
+    assert _tiled(layer, 16, 8, 8, 8, 4, 4, 16, (64, 64, 64)) == 268
+
+
+def test_tiled_dense_after_a_map_reads_each_pixel_as_groups():
+    # dense after a 2x2x6 map (pixels 4), Tn 4: ceil(6/4) = 2 groups per pixel -> steps 8 (the
+    # channel padding of the second group costs its share), same as 32 channels of a 1x1 map
+    after_map = TiledConv("fc", 1, 1, 6, 8, 1, 1, pixels=4)
+    flat = TiledConv("fc", 1, 1, 32, 8, 1, 1)
+    assert _tiled(after_map, 8, 4, 1, 1, 4, 4, 4, (64, 64, 64)) == _tiled(flat, 8, 4, 1, 1, 4, 4, 4, (64, 64, 64))
+    # steps 8, Lat_W = ceil(32/16) = 2 = L1, T1 = 9·2 = 18, Lat_O = 2·1 = 2 -> 20
+    assert _tiled(after_map, 8, 4, 1, 1, 4, 4, 4, (64, 64, 64)) == 20
+
+
+def test_tiled_pool_reads_each_window_word():
+    # 2x2 pool to 4x4 on 16 channels of 4 bits, Tn 4, 64-bit port (16 per word -> 1 word per group)
+    #   ceil(16/4) = 4 groups · 16 pixels · 1 word · 4 window positions = 256
+    assert _int(TiledPool("p", 4, 4, 16, 2).cycles(4, 4, 64)) == 256
+    # Tn 8 with 16-bit elements on a 64-bit port: 2 words per group -> 2 · 16 · 2 · 4 = 256
+    assert _int(TiledPool("p", 4, 4, 16, 2).cycles(8, 16, 64)) == 256
 
 
 def test_tiled_network_by_hand():
     # examples/digits_tiled.yaml: Tm 16, Tn 4, Tr = Tc = 8, 64-bit ports, 100 MHz
-    #   conv0: 10x10 padded map, N 1, M 16, 8-bit input (I_p 8), W4 (W_p 16), A4 (O_p 16)
-    #     Lat_I = ceil(1·64/8) = 8, Lat_W = ceil(16·1·9/16) = 9, Lat_C = 9·64 = 576, Lat_O = 16·64/16 = 64
-    #     L2 = ceil(1/4)·576 = 576; cycles = ceil(10/8)²·ceil(16/16)·576 = 4·576 = 2,304
-    #   pool0: 16·8·8 = 1,024 4-bit values / (64/4) = 64
-    #   conv1: 6x6 padded map (tile clipped to 6), N 16, M 32, 4-bit in: I_p 16
-    #     Lat_I = 4·36/16 -> 9, Lat_W = 16·4·9/16 = 36, Lat_C = 9·36 = 324, Lat_O = 16·36/16 = 36
-    #     L2 = 4·324 = 1,296; cycles = 1·1·2·1,296 = 2,592
-    #   pool1: 32·4·4 = 512 / 16 = 32
-    #   fc0: N 128, M 64: Lat_W = 16·4/16 = 4 = L1, L2 = 32·4 = 128, cycles = ceil(64/16)·128 = 512
-    #   fc1: N 64, M 10, logits 8·ceil((4 + 4 + 6)/8) = 16 bits (O_p 4): Lat_W = ceil(10·4/16) = 3,
-    #     Lat_O = ceil(10/4) = 3, L2 = 16·3 = 48, cycles 48
-    #   II = latency = 2,304 + 64 + 2,592 + 32 + 512 + 48 = 5,552 -> 100e6/5,552 = 18,011.5 FPS
+    #   conv0: 8x8 output, input tile 10x10, N 1, M 16, 8-bit input (I_p 8), W4 (W_p 16), A4 (O_p 16)
+    #     Lat_I = 100·ceil(4/8) = 100, Lat_W = 9·ceil(64/16) = 36, Lat_C = 9·64 = 576, L1 = 576
+    #     steps 1: T1 = 2·576 = 1,152; Lat_O = 64·min(4, 4)·1 = 256; one tile -> 1,152 + 256 = 1,408
+    #   pool0: 4 groups · 4·4 pixels · 1 word · 4 = 256
+    #   conv1: 4x4 output (tile clipped to 4), input tile 6x6, N 16 (4 steps), M 32, 4-bit in (I_p 16)
+    #     Lat_I = 36, Lat_W = 36, Lat_C = 9·16 = 144 = L1; T1 = 5·144 = 720; Lat_O = 16·4 = 64
+    #     2 tiles: 720 + 720 + 64 = 1,504
+    #   pool1: 8 groups · 2·2 · 1 · 4 = 128
+    #   fc0: 32 channels x 4 pixels -> 8·4 = 32 steps, M 64: Lat_W = 4 = L1, T1 = 33·4 = 132,
+    #     Lat_O = 4 groups · 1 = 4, 4 tiles: 132 + 3·132 + 4 = 532
+    #   fc1: N 64 (16 steps), M 10, logits 8·ceil((4 + 4 + 6)/8) = 16 bits (O_p 4): T1 = 17·4 = 68,
+    #     Lat_O = min(4, ceil(10/4)) = 3 groups · 1 = 3 -> 71
+    #   II = latency = 1,408 + 256 + 1,504 + 128 + 532 + 71 = 3,899 -> 100e6/3,899 FPS
     est = estimate(load_design(EXAMPLES / "digits_tiled.yaml"))
     cycles = {layer.name: layer.cycles for layer in est.layers}
-    assert [cycles[n] for n in ("conv0", "pool0", "conv1", "pool1", "fc0", "fc1")] == [2304, 64, 2592, 32, 512, 48]
-    assert est.ii_cycles == est.latency_cycles == 5552
-    assert est.fps == pytest.approx(100e6 / 5552)
+    assert [cycles[n] for n in ("conv0", "pool0", "conv1", "pool1", "fc0", "fc1")] == [1408, 256, 1504, 128, 532, 71]
+    assert est.ii_cycles == est.latency_cycles == 3899
+    assert est.fps == pytest.approx(100e6 / 3899)
     # the 8-bit network input puts the engine's Tm·Tn = 64 multipliers on DSPs
     assert est.resources["DSP"] == 64
+
+
+def test_tiled_engine_legality():
+    # Tm must be a multiple of Tn, and the activation ports equally wide
+    d = load_design(EXAMPLES / "digits_tiled.yaml")
+    assert estimate(d).feasible
+    assert not estimate(d.with_hardware(engine=Engine(tm=6, tn=4, tr=8, tc=8))).feasible
+    assert not estimate(d.with_hardware(engine=Engine(tm=16, tn=4, tr=8, tc=8, output_port=32))).feasible
 
 
 def test_tiled_engine_without_8bit_operands_uses_luts():
@@ -557,4 +587,4 @@ def test_engine_default_ports():
     # port_bits default to 64: the digits_tiled engine written without ports gives the same cycles
     d = load_design(EXAMPLES / "digits_tiled.yaml")
     d2 = d.with_hardware(engine=Engine(tm=16, tn=4, tr=8, tc=8))
-    assert estimate(d2).ii_cycles == 5552
+    assert estimate(d2).ii_cycles == 3899

@@ -75,3 +75,19 @@ def test_files_and_report(tmp_path):
     assert "**14.3%** of the candidates (1 of 7)" in text and "saved **2 s**" in text
     assert text.count("| 3 | 0.9700") == 2  # candidate 3's rows in the front and the resource-aware front tables
     assert "### Resource-aware front" in text and "Rule: **best-trade-off**" in text and "Why: test." in text
+
+
+def test_report_names_the_template_of_each_front_design():
+    tiled = rec(7, 0.99, 3e5)
+    tiled.design["hardware"] = {"board": "zc706", "template": "tiled",
+                                "engine": {"tm": 16, "tn": 4, "tr": 8, "tc": 8}}
+    records = RECORDS + [tiled]
+    front = pareto_front(records)
+    assert report.template_of(tiled.design) == "tiled" and report.template_of(RECORDS[0].design) == "dataflow"
+    summary = RunSummary(board="zc706", dataset="digits", strategy="rl", seed=0, space_lines=["a: 1"],
+                         space_decisions=(3, 4), space_size=10, records=records, reward_formula="R = acc",
+                         front=front, choice=Choice(tiled, "test"), stages={"search": 1.0, "total": 2.0}, hls={})
+    text = render_report(summary)
+    assert "| reward | template | design |" in text
+    assert "| tiled | " in text and "| dataflow | " in text and "@ tiled 16x4x8x8" in text
+    assert "Template: **tiled**." in text

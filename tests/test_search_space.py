@@ -193,3 +193,17 @@ def test_encode_refuses_a_design_outside_the_space():
     with pytest.raises(CodesignError, match="not in this space"):
         SPACE.encode(other)
     assert SPACE.encode(design) == SPACE.canonical([0] * len(SPACE.decisions))
+
+
+def test_default_space_offers_both_templates_and_tiled_designs_fit():
+    # the controller's template token is live: the default space samples dataflow and tiled designs,
+    # and the tiled ones' engines are legal (Tm a multiple of Tn, equal activation ports)
+    template = next(d for d in SPACE.decisions if d.name == "template")
+    assert list(template.choices) == ["dataflow", "tiled"]
+    rng = np.random.default_rng(0)
+    designs = [SPACE.decode(SPACE.sample(rng)) for _ in range(40)]
+    tiled = [d for d in designs if d.hardware.template == "tiled"]
+    assert tiled and len(tiled) < len(designs)
+    for d in tiled:
+        e = d.hardware.engine
+        assert e.tm % e.tn == 0 and e.input_port == e.output_port

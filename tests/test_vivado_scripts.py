@@ -15,12 +15,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from codesign.backend.formats import IntFmt
+from codesign.backend.ops.engine import MapLayout
 from codesign.backend.scripts import (
     DRIVER,
     MARKER_SOURCE,
     README,
     VITIS_SCRIPT,
     VIVADO_SCRIPT,
+    TiledScripts,
     check_scripts,
     dma_stream_width,
     render_scripts,
@@ -839,3 +842,61 @@ def test_tlast_marker_compiles_and_marks_frames(tmp_path):
     assert [r[0] for r in rows] == expected_data  # zero-extended to 32 bits
     assert [r[1] for r in rows] == [0, 0, 1, 0, 0, 1]
     assert all(r[2] == 0xF for r in rows)
+
+
+# ---------------------------------------------------------------- the tiled engine
+
+TILED_MAPS = {"input": MapLayout(8, 8, 3, IntFmt(8, False), 4, 64).context(),
+              "output": MapLayout(1, 1, 10, IntFmt(16, True), 4, 64, base=96).context()}
+
+
+def render_tiled(root: Path, board) -> list[Path]:
+    tiled = TiledScripts((64, 128, 64), 4, 200, 50, TILED_MAPS["input"], TILED_MAPS["output"])
+    return render(root, board, tb_args="data/input.bin", out_count=10, tiled=tiled)
+
+
+@needs_tclsh
+@pytest.mark.parametrize("name", ["pynq-z2", "zcu104"])
+def test_tiled_vivado_dry_run_connects_the_engine_masters_to_the_hp_port(tmp_path, name):
+    board = BOARDS[name]
+    out = tmp_path / "out"
+    written = {p.name for p in render_tiled(out, board)}
+    assert MARKER_SOURCE not in written and {VITIS_SCRIPT, VIVADO_SCRIPT, "driver.py"} <= written
+    assert check_scripts(out, board=board) == []
+    trace = run_tcl(tmp_path, out / VIVADO_SCRIPT, vivado_prelude(board, out))
+    cells = {call[-1]: call[call.index("-vlnv") + 1] for call in commands(trace, "create_bd_cell")}
+    assert "axi_dma_0" not in cells and "tlast_marker_0" not in cells
+    assert cells["mynet_0"] == "codesign:hls:mynet:1.0"
+    settings = {call[-1]: dict_arg(call) for call in commands(trace, "set_property") if "-dict" in call}
+    assert settings["/smc_mem"] == {"CONFIG.NUM_SI": "3", "CONFIG.NUM_MI": "1"}
+    hp, master = ("/ps/S_AXI_HP0", "/ps/M_AXI_GP0") if board.part.startswith("xc7z") else \
+        ("/ps/S_AXI_HP0_FPD", "/ps/M_AXI_HPM0_FPD")
+    intf = {tuple(call[1:]) for call in commands(trace, "connect_bd_intf_net")}
+    for k, bundle in enumerate(("gmem_in", "gmem_w", "gmem_out")):
+        assert (f"/mynet_0/m_axi_{bundle}", f"/smc_mem/S{k:02d}_AXI") in intf
+    assert ("/smc_mem/M00_AXI", hp) in intf
+    assert (master, "/smc_ctrl/S00_AXI") in intf and ("/smc_ctrl/M00_AXI", "/mynet_0/s_axi_control") in intf
+    nets = {call[1]: call[2:] for call in commands(trace, "connect_bd_net")}
+    assert "/mynet_0/ap_rst_n" in nets["/rst_ps_clk/peripheral_aresetn"]
+    assert "assign_bd_address" in [call[0] for call in trace]
+    vitis = (out / VITIS_SCRIPT).read_text()
+    assert "codesign_tlast" not in vitis and "m_axi_gmem_w" in vitis
+
+
+def test_tiled_driver_lays_out_maps_as_the_engine(tmp_path):
+    """The driver's packing equals the backend's layout (MapLayout.pack), and its unpacking inverts it."""
+    render_tiled(tmp_path, BOARDS["pynq-z2"])
+    spec = importlib.util.spec_from_file_location("tiled_driver", tmp_path / "driver.py")
+    driver = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(driver)
+    assert driver.ACT_WORDS == 200 and driver.TN == 4
+    rng = np.random.default_rng(0)
+    codes = rng.integers(0, 256, 8 * 8 * 3)
+    bits = np.zeros(200 * 64, dtype=np.uint8)
+    driver.write_map(bits, driver.INPUT_MAP, codes)
+    words = np.packbits(bits, bitorder="little").view("<u8")
+    layout = MapLayout(8, 8, 3, IntFmt(8, False), 4, 64)
+    assert [int(w) for w in words[:layout.words]] == layout.pack(codes)
+    logits = rng.integers(-3000, 3000, 10)
+    driver.write_map(bits, driver.OUTPUT_MAP, logits)
+    assert driver.read_map(bits, driver.OUTPUT_MAP).tolist() == logits.tolist()

@@ -19,6 +19,8 @@ from codesign.backend.csim import MANIFEST, VECTORS, write_inputs
 from codesign.backend.dag import ops
 from codesign.backend.lower import Lowered, lower
 from codesign.backend.names import is_identifier
+from codesign.backend.ops.engine import TiledProgram
+from codesign.backend.tiled_writer import write_tiled_project
 from codesign.backend.writer import DATA, INPUTS_FILE, OUTPUTS_FILE, Project, write_project
 from hw_space.boards import Board, load_board
 from hw_space.design import Design, atomic_write_text, load_design, save_design
@@ -94,8 +96,13 @@ def _manifest(low: Lowered, project: Project, files: list[str], samples: int, ki
     # every stage that is a Design layer describes itself
     layers = [item.manifest(project.idents.get(item.layer, "")) for item in ops(g) if hasattr(item, "manifest")]
     hw = low.design.hardware
+    engine = {} if hw.engine is None or hw.template != "tiled" else \
+        {"tm": hw.engine.tm, "tn": hw.engine.tn, "tr": hw.engine.tr, "tc": hw.engine.tc,
+         "port_bits": {"input": hw.engine.input_port, "weight": hw.engine.weight_port,
+                       "output": hw.engine.output_port}}
     return {
         "generator": GENERATOR, "version": 1, "top": project.top, "board": hw.board, "clock_mhz": hw.clock_mhz,
+        "template": hw.template, **({"engine": engine} if engine else {}),
         "folded_by": low.folded_by, "model": model, "model_sha256": model_hash,
         "input": {**project.input.context(), "shape_hwc": list(first.shape), "scale": q.scale.tolist(),
                   "zero_point": q.zero_point, "qmin": q.qmin, "qmax": q.qmax, "bipolar": q.bipolar,
@@ -114,13 +121,29 @@ def _board(low: Lowered) -> Board:
     return load_board(low.design.hardware.board)
 
 
-def _render_scripts(tmp: Path, low: Lowered, project: Project) -> list[str]:
+def _render_scripts(tmp: Path, low: Lowered, project: Project, program: TiledProgram | None = None) -> list[str]:
     try:
         from codesign.backend.scripts import render_scripts
     except ImportError:
         return []
     board = _board(low)
     clock = low.design.hardware.clock_mhz or board.clock_mhz
+    engine = low.design.hardware.engine
+    if low.design.hardware.template == "tiled" and engine is not None and program is not None:
+        from codesign.backend.scripts import TiledScripts
+        from codesign.backend.tiled_writer import WEIGHTS_FILE
+
+        tiled = TiledScripts((engine.input_port, engine.weight_port, engine.output_port), engine.tn,
+                             program.act_words, len(program.weight_words), program.input.context(),
+                             program.output.context())
+        written = render_scripts(tmp, top=project.top, board=board, clock_mhz=clock, sources=project.sources,
+                                 testbench=project.testbench + [INPUTS_FILE, REFERENCE_FILE, WEIGHTS_FILE],
+                                 include_dirs=project.include_dirs, in_width=engine.input_port,
+                                 out_width=engine.output_port,
+                                 tb_args=f"{INPUTS_FILE} {OUTPUTS_FILE} {REFERENCE_FILE} {WEIGHTS_FILE}",
+                                 in_bits=project.input.bits, out_bits=project.output.bits,
+                                 out_signed=project.output.signed, out_count=project.output.count, tiled=tiled)
+        return [str(Path(p).relative_to(tmp)) for p in written]
     written = render_scripts(tmp, top=project.top, board=board, clock_mhz=clock, sources=project.sources,
                              testbench=project.testbench + [INPUTS_FILE, REFERENCE_FILE],
                              include_dirs=project.include_dirs, in_width=project.input.width,
@@ -174,13 +197,18 @@ def emit(qonnx: str | Path, out_dir: str | Path, *, design: Design | str | Path 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
     try:
-        project = write_project(low.graph, tmp, top=top, axi_width=_board(low).axi_width)
+        engine = low.design.hardware.engine
+        program = None
+        if low.design.hardware.template == "tiled" and engine is not None:
+            project, program = write_tiled_project(low.graph, engine, tmp, top=top, source=source)
+        else:
+            project = write_project(low.graph, tmp, top=top, axi_width=_board(low).axi_width)
         write_inputs(tmp / INPUTS_FILE, vectors["codes"])
         atomic_write_text(tmp / REFERENCE_FILE, "\n".join(" ".join(map(str, r)) for r in vectors["reference"].tolist())
                           + "\n")
         np.savez_compressed(tmp / VECTORS, **vectors)
         save_design(low.design, tmp / "design.yaml")
-        scripts = _render_scripts(tmp, low, project)
+        scripts = _render_scripts(tmp, low, project, program)
         model_hash = hashlib.sha256(Path(qonnx).read_bytes()).hexdigest() if isinstance(qonnx, (str, Path)) else ""
         files = sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file()) + [MANIFEST]
         manifest = _manifest(low, project, files, len(vectors["codes"]), kind, str(qonnx), model_hash, scripts)

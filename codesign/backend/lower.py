@@ -128,9 +128,6 @@ def lower(model: str | Path | Any, design: Design | None = None, board: str | No
     if design is not None:
         design.network.require_chain("codesign emit (the HLS backend)")
         match_design(g, design, design_source)
-        if design.hardware.template != "dataflow":
-            raise CodesignError(f"hardware.template: {design.hardware.template!r}; emit writes the dataflow "
-                                "template (one engine per layer)", source=design_source)
         if board is not None:
             design = design.with_hardware(board=board)
         folded_by = "design"
@@ -138,6 +135,9 @@ def lower(model: str | Path | Any, design: Design | None = None, board: str | No
         design = Design(network=network_of(g), hardware=Hardware(board=board or "zc706"))
         design, folded_by = _fold_with_board(design, target_fps, max_util)
     g = name_layers(g, design.network)
+    if design.hardware.template == "tiled":  # one engine walks the layers: no folding, no streams
+        g = transforms.MarkXnor().apply(g)
+        return Lowered(graph=g, design=design, folded_by=folded_by)
     for step in transforms.hardware_steps(design.hardware.layers):
         g = step.apply(g)
     g = fifo_depths(design).apply(g)

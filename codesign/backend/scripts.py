@@ -94,6 +94,31 @@ def dma_stream_width(bits: int) -> int:
     raise CodesignError(f"stream width {bits} bits exceeds the AXI DMA maximum of 1024")
 
 
+@dataclass(frozen=True)
+class TiledScripts:
+    """What the scripts of a tiled-engine design need beyond the common fields: its port widths
+    (input, weight, output), tile size Tn, memory sizes in words and the DRAM layout of the input
+    and output maps (codesign.backend.ops.engine.MapLayout.context)."""
+
+    ports: tuple[int, int, int]
+    tn: int
+    act_words: int
+    weight_words: int
+    input: dict
+    output: dict
+
+    def context(self) -> dict:
+        for name, value in (("tn", self.tn), ("act_words", self.act_words), ("weight_words", self.weight_words),
+                            *((f"port {p}", p) for p in self.ports)):
+            _check_width(f"tiled {name}", value, 1, 1 << 40)
+        maps = {k: {f: int(v[f]) for f in ("h", "w", "c", "bits", "epw", "wg", "base")} | {"signed": bool(v["signed"])}
+                for k, v in (("input", self.input), ("output", self.output))}
+        return {"engine_ports": list(self.ports), "tn": self.tn, "act_bits": self.ports[0],
+                "weight_bits": self.ports[1], "act_words": self.act_words, "weight_words": self.weight_words,
+                "in_count": maps["input"]["h"] * maps["input"]["w"] * maps["input"]["c"],
+                **maps}
+
+
 # ---------------------------------------------------------------- validation
 
 def _check_top(top: object) -> str:
@@ -192,7 +217,8 @@ def _environment() -> Environment:
 def render_scripts(out_dir: Path, *, top: str, board: Board, clock_mhz: float, sources: list[str],
                    testbench: list[str], include_dirs: list[str], in_width: int, out_width: int,
                    tb_args: str = "", in_bits: int | None = None, out_bits: int | None = None,
-                   out_signed: bool = True, out_count: int | None = None) -> list[Path]:
+                   out_signed: bool = True, out_count: int | None = None,
+                   tiled: TiledScripts | None = None) -> list[Path]:
     """Render the Vitis HLS / Vivado / PYNQ scripts into `out_dir` and return the files written.
 
     `sources` (kernels, top, headers), `testbench` (tb_<top>.cpp and its data files) and
@@ -200,7 +226,8 @@ def render_scripts(out_dir: Path, *, top: str, board: Board, clock_mhz: float, s
     `out_width` are the bit widths of the top's `in0` / `out0` streams. For the PYNQ driver:
     `in_bits` / `out_bits` are the bits of one element in a beat (default: one element per beat),
     `out_signed` whether outputs are two's complement, `out_count` the output elements per frame
-    (the driver asks for it on its command line when None).
+    (the driver asks for it on its command line when None). `tiled`: the design is the tiled engine
+    (AXI masters to DDR instead of streams and a DMA; in_width / out_width are its activation ports).
     """
     out_dir = Path(out_dir)
     top = _check_top(top)
@@ -250,9 +277,15 @@ def render_scripts(out_dir: Path, *, top: str, board: Board, clock_mhz: float, s
         "in_bits": in_bits, "out_bits": out_bits, "in_per_beat": in_width // in_bits,
         "out_per_beat": out_width // out_bits, "out_signed": bool(out_signed), "out_count": out_count,
     }
-    outputs = [(VITIS_SCRIPT, "vitis_hls.tcl.j2"), (MARKER_SOURCE, "tlast_marker.cpp.j2"), (README, "README.md.j2")]
+    context["tiled"] = tiled is not None
+    context["engine_ports"] = []
+    outputs = [(VITIS_SCRIPT, "vitis_hls.tcl.j2"), (README, "README.md.j2")]
+    if tiled is None:
+        outputs.append((MARKER_SOURCE, "tlast_marker.cpp.j2"))
+    else:
+        context.update(tiled.context())
     if family is not None:
-        outputs += [(VIVADO_SCRIPT, "vivado_bd.tcl.j2"), (DRIVER, "driver.py.j2")]
+        outputs += [(VIVADO_SCRIPT, "vivado_bd.tcl.j2"), (DRIVER, "driver_tiled.py.j2" if tiled else "driver.py.j2")]
     env = _environment()
     written = []
     for name, template in outputs:

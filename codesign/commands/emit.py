@@ -58,12 +58,17 @@ def run(args: argparse.Namespace) -> int:
     summary = {"out": str(result.out_dir), "top": result.top, "board": result.design.hardware.board,
                "folded_by": result.folded_by, "folding": folds, "samples": result.samples,
                "test_data": result.test_data, "files": len(result.files), "seconds": result.seconds}
-    if args.json:
-        print(json.dumps(summary, indent=2))
-        return 0
     how = {"design": "the design's folding", "fold": "folding chosen by hw_space.folding",
            "unfolded": "PE = SIMD = 1"}[result.folded_by]
     fold_text = ", ".join(f"{n} PE {f['pe']} SIMD {f['simd']}" for n, f in folds.items()) or "every layer PE 1 SIMD 1"
+    engine = result.design.hardware.engine
+    if result.design.hardware.template == "tiled" and engine is not None:
+        summary["template"], summary["engine"] = "tiled", {"tm": engine.tm, "tn": engine.tn, "tr": engine.tr,
+                                                            "tc": engine.tc}
+        how, fold_text = "one tiled engine", f"Tm {engine.tm}, Tn {engine.tn}, Tr {engine.tr}, Tc {engine.tc}"
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return 0
     print(f"wrote {result.out_dir}: top {result.top} on {summary['board']} with {how} ({fold_text}); "
           f"{result.samples} test vectors from {result.test_data}; {len(result.files)} files in {result.seconds:.1f}s",
           file=sys.stderr)

@@ -374,11 +374,16 @@ def _front_rows(front: Sequence[TrialRecord], floor: float | None) -> list[tuple
              f"{r.fps:,.0f}", f"{float(r.estimate['latency_us']):,.1f}",
              f"{float(r.estimate.get('energy_mj', 0.0)):.4g}", f"{int(r.estimate.get('model_bits', 0)):,}",
              *(f"{int(r.estimate['resources'][k]):,}" for k in FRONT_RESOURCES), f"{r.reward:.4f}",
-             summary(r.design)) for r in front]
+             template_of(r.design), summary(r.design)) for r in front]
+
+
+def template_of(design: dict[str, Any]) -> str:
+    """The accelerator template of a design: dataflow (one engine per layer) or tiled (one shared engine)."""
+    return str(design.get("hardware", {}).get("template", "dataflow"))
 
 
 _FRONT_HEADER = ("#", "accuracy", "FPS", "latency us", "energy mJ", "model bits", "LUT", "BRAM18", "DSP", "reward",
-                 "design")
+                 "template", "design")
 
 
 def _front_sections(s: RunSummary) -> list[str]:
@@ -491,7 +496,8 @@ def render_report(s: RunSummary) -> str:
                 f"mJ per inference, {int(rec.estimate.get('model_bits', 0)):,} model bits, network hash "
                 f"`{rec.network_hash}`.", "",
                 f"Why: {s.choice.why}.", "",
-                f"`{summary(rec.design)}` - see `best/design.yaml`.", "", layer_table(rec.estimate), ""]
+                f"Template: **{template_of(rec.design)}**. `{summary(rec.design)}` - see `best/design.yaml`.", "",
+                layer_table(rec.estimate), ""]
     out += ["## HLS (C-simulation)", ""]
     if s.hls.get("skipped"):
         out += [f"Skipped: {s.hls['skipped']}.", ""]
