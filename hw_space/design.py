@@ -160,12 +160,12 @@ class Network:
         return out
 
     def feeders(self) -> list[int]:
-        """Per layer, the index of the compute layer whose activations reach it (-1: the network
-        input); pools pass their input through."""
+        """Per layer, the index of the layer whose activations reach it (-1: the network input): a
+        compute layer, or an average pool with its own act_bits; other pools pass their input through."""
         out: list[int] = []
         for j in self.order():
             p = self._producers[j][0]
-            out.append(p if p < 0 or self.layers[p].is_compute else out[p])
+            out.append(p if p < 0 or self.layers[p].is_compute or self.layers[p].act_bits is not None else out[p])
         return out
 
     def input_bits_of(self, index: int) -> int:

@@ -163,21 +163,32 @@ class MaxPoolKind(LayerKind):
         _check_window(r, layer, where, shape_in, shape_out)
 
 
+def _requant_bits(r: Reader, d: dict[str, Any], where: str) -> dict[str, Any]:
+    """An average pool's optional act_bits: the bits of its requantized mean (None: the bits it receives)."""
+    return {"act_bits": r.int(d, "act_bits", where, MIN_BITS, MAX_BITS) if "act_bits" in d else None}
+
+
 class AvgPoolKind(MaxPoolKind):
     """An average pool (kernel, stride = kernel by default; no padding, floor mode), per channel. The
-    mean is requantized to the bits it receives (Brevitas: AvgPool2d followed by a QuantIdentity)."""
+    mean is requantized (Brevitas: AvgPool2d followed by a QuantIdentity) to act_bits, by default the
+    bits it receives."""
 
     type, prefix = "avgpool", "avgpool"
+    fields = ("kernel", "stride", "act_bits")
+
+    def parse(self, r: Reader, d: dict[str, Any], where: str, last: bool) -> dict[str, Any]:
+        return {**super().parse(r, d, where, last), **_requant_bits(r, d, where)}
 
 
 class GlobalAvgPoolKind(LayerKind):
-    """The mean of every channel over the whole map (C x 1 x 1), requantized to the bits it receives."""
+    """The mean of every channel over the whole map (C x 1 x 1), requantized to act_bits (default:
+    the bits it receives)."""
 
     type, prefix = "global_avgpool", "gap"
-    fields = ()
+    fields = ("act_bits",)
 
     def parse(self, r: Reader, d: dict[str, Any], where: str, last: bool) -> dict[str, Any]:
-        return {}
+        return _requant_bits(r, d, where)
 
     def output_shape(self, layer: Layer, shape_in: Shape) -> Shape:
         return Shape(shape_in.channels, 1, 1)

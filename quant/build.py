@@ -13,7 +13,7 @@ Module structure of `QuantNet` (the order `forward` runs and the exported QONNX 
   maxpool -> MaxPool2d(kernel, stride)
   avgpool -> Sequential(pool=AvgPool2d(kernel, stride), act=<requant>)
   global_avgpool -> Sequential(pool=AdaptiveAvgPool2d(1), act=<requant>)
-  <requant>: the mean requantized to the bits the pool receives: a QuantIdentity with a learned
+  <requant>: the mean requantized to the pool's act_bits (default: the bits it receives): a QuantIdentity with a learned
   per-tensor scale (unsigned for >= 2 bits, bipolar for 1 bit). AvgPool2d + QuantIdentity exports as
   AveragePool (GlobalAveragePool) + Quant, which the backend lowers exactly; Brevitas' TruncAvgPool2d
   exports a Trunc node instead, which the backend does not read.
@@ -126,11 +126,12 @@ def _maxpool_block(layer: Layer, shape_in: Shape, last: bool, flat_input: bool, 
 
 
 def _avgpool_block(layer: Layer, shape_in: Shape, last: bool, flat_input: bool, in_bits: int) -> nn.Module:
-    return nn.Sequential(OrderedDict(pool=nn.AvgPool2d(layer.kernel, layer.stride), act=_requant(in_bits)))
+    return nn.Sequential(OrderedDict(pool=nn.AvgPool2d(layer.kernel, layer.stride),
+                                     act=_requant(layer.act_bits or in_bits)))
 
 
 def _global_avgpool_block(layer: Layer, shape_in: Shape, last: bool, flat_input: bool, in_bits: int) -> nn.Module:
-    return nn.Sequential(OrderedDict(pool=nn.AdaptiveAvgPool2d(1), act=_requant(in_bits)))
+    return nn.Sequential(OrderedDict(pool=nn.AdaptiveAvgPool2d(1), act=_requant(layer.act_bits or in_bits)))
 
 
 def _conv_block(layer: Layer, shape_in: Shape, last: bool, flat_input: bool, in_bits: int) -> nn.Module:
@@ -282,7 +283,8 @@ def describe(model: QuantNet) -> list[LayerInfo]:
             kind, wbits, abits = "maxpool", None, None
         elif "pool" in block._modules:
             pool = block.pool
-            kind, wbits, abits = "avgpool" if isinstance(pool, nn.AvgPool2d) else "global_avgpool", None, None
+            kind = "avgpool" if isinstance(pool, nn.AvgPool2d) else "global_avgpool"
+            wbits, abits = None, _act_bits(block.act)
         else:
             core = block.conv if "conv" in block._modules else block.linear
             kind = "conv" if isinstance(core, QuantConv2d) else "dense"

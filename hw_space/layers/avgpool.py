@@ -23,6 +23,11 @@ def sum_bits(count: int, bits):
     return bits + int(np.ceil(np.log2(max(count, 1)))) + (bits == 1)
 
 
+def pool_out_bits(a: FoldArrays) -> np.ndarray:
+    """The requantized mean's bits: the layer's act_bits, or (0) the bits it receives."""
+    return np.where(a.abits > 0, a.abits, a.in_bits)
+
+
 def requant_luts(pe, acc, out_bits, tmem):
     """LUTs of PE accumulators and their threshold requantization, by analogy with FINN-R's MVAU
     terms (Blott et al. 2018, FINN's MVAU lut_estimation): an acc-bit adder per lane, (2^B - 1)
@@ -50,15 +55,22 @@ class AvgPool(ChannelPool):
         (pe,) = _ints(pe)
         return cdiv(self.channels, pe) * self.k2 * self.ofm
 
-    def resources(self, pe, bits) -> Resources:
+    def resources(self, pe, bits, out_bits=None) -> Resources:
         """requant_luts with TMEM = C/PE; FFs: the input word, PE accumulators and the output word."""
         pe, bits = _ints(pe, bits)
+        (out,) = _ints(bits if out_bits is None else out_bits)
         acc = sum_bits(self.k2, bits)
-        return _res(pe, lut=requant_luts(pe, acc, bits, cdiv(self.channels, pe)), ff=64 + pe * (bits + acc + bits))
+        return _res(pe, lut=requant_luts(pe, acc, out, cdiv(self.channels, pe)), ff=64 + pe * (bits + acc + out))
+
+    def out_bits(self, a: FoldArrays) -> np.ndarray:
+        return pool_out_bits(a)
+
+    def stage_resources(self, a: FoldArrays) -> Resources:
+        return self.resources(a.pe, a.in_bits, pool_out_bits(a))
 
     def stage_width(self, a: FoldArrays) -> np.ndarray:
-        (pe, bits) = _ints(a.pe, a.in_bits)
-        return np.maximum(pe * bits, sum_bits(self.k2, bits))
+        (pe, bits, out) = _ints(a.pe, a.in_bits, pool_out_bits(a))
+        return np.maximum(pe * np.maximum(bits, out), sum_bits(self.k2, bits))
 
     def detail(self, a: FoldArrays) -> dict[str, Any]:
         return {"k2": self.k2, "c": self.channels, "reps": self.ofm, "pe": a.pe}
@@ -84,18 +96,25 @@ class GlobalAvgPool(ChannelPool):
         (pe,) = _ints(pe)
         return self.pixels * cdiv(self.channels, pe)
 
-    def resources(self, pe, bits, style=0) -> Resources:
+    def resources(self, pe, bits, out_bits=None, style=0) -> Resources:
         """requant_luts with TMEM = C/PE, plus the C running sums: C/PE words of PE*acc bits by the
         memory ladder ('auto'); FFs the input word, PE sums in flight and the output word."""
         pe, bits = _ints(pe, bits)
+        (out,) = _ints(bits if out_bits is None else out_bits)
         acc = sum_bits(self.pixels, bits)
         lut, bram, uram = memory_cost(style, pe * acc, cdiv(self.channels, pe))
-        return _res(pe, lut=requant_luts(pe, acc, bits, cdiv(self.channels, pe)) + lut,
-                    ff=64 + pe * (bits + acc + bits), bram=bram, uram=uram, lutram=lut)
+        return _res(pe, lut=requant_luts(pe, acc, out, cdiv(self.channels, pe)) + lut,
+                    ff=64 + pe * (bits + acc + out), bram=bram, uram=uram, lutram=lut)
+
+    def out_bits(self, a: FoldArrays) -> np.ndarray:
+        return pool_out_bits(a)
+
+    def stage_resources(self, a: FoldArrays) -> Resources:
+        return self.resources(a.pe, a.in_bits, pool_out_bits(a))
 
     def stage_width(self, a: FoldArrays) -> np.ndarray:
-        (pe, bits) = _ints(a.pe, a.in_bits)
-        return pe * np.maximum(bits, sum_bits(self.pixels, bits))
+        (pe, bits, out) = _ints(a.pe, a.in_bits, pool_out_bits(a))
+        return pe * np.maximum(np.maximum(bits, out), sum_bits(self.pixels, bits))
 
     def detail(self, a: FoldArrays) -> dict[str, Any]:
         return {"pixels": self.pixels, "c": self.channels, "pe": a.pe}

@@ -111,7 +111,7 @@ class AvgPoolUnit(VVAU):
 
     def to_layer(self, name: str, last: bool) -> Layer:
         k, s, _ = square(self.name, self.pool_kernel, self.pool_stride, (0, 0, 0, 0))
-        return Layer(name=name, type="avgpool", kernel=k, stride=s)
+        return Layer(name=name, type="avgpool", kernel=k, stride=s, act_bits=_pool_bits(self))
 
     def manifest(self, ident: str) -> dict[str, Any]:
         return {"layer": self.layer, "ident": ident, "kind": "avgpool", "pe": self.pe, "channels": self.mh,
@@ -144,11 +144,17 @@ class GlobalAccPool(MVAU):
         self.layer, self.name = layer, ident
 
     def to_layer(self, name: str, last: bool) -> Layer:
-        return Layer(name=name, type="global_avgpool")
+        return Layer(name=name, type="global_avgpool", act_bits=_pool_bits(self))
 
     def manifest(self, ident: str) -> dict[str, Any]:
         return {"layer": self.layer, "ident": ident, "kind": "global_avgpool", "pe": self.pe, "channels": self.mh,
                 "pixels": self.mw}
+
+
+def _pool_bits(item: MVAU) -> int | None:
+    """A pool's act_bits in its Design layer: its output's bits where they differ from its input's."""
+    out = item.out_fmt.code_bits if item.out_fmt is not None else None
+    return out if out != item.in_fmt.code_bits else None
 
 
 def ones(channels: int, count: int) -> tuple[np.ndarray, IntFmt]:
