@@ -83,6 +83,13 @@ class VVAU(MVAU):
         return {**super().manifest(ident), "kind": "depthwise"}
 
 
+def _pool_pe(item: MVAU, folds: Mapping[str, LayerFold]) -> int:
+    """A pool's PE: its Design layer's, or every channel when the design leaves it out (as the cost model)."""
+    pe = folds[item.layer].pe if item.layer in folds else item.mh
+    item.fold_axes()[0].check(item.layer, pe)
+    return pe
+
+
 def _window_follows(node: Node, pe: int) -> None:
     """The window feeding a depthwise stage emits PE channels per word, in (channel fold, kh, kw) order."""
     window = node.producer()
@@ -102,10 +109,13 @@ class AvgPoolUnit(VVAU):
     model_kind: ClassVar[str] = "avgpool"
     layer_family: ClassVar[str] = "pool"
 
+    def fold_axes(self) -> tuple[FoldAxis, ...]:
+        """PE divides the channels (a pool has no SIMD)."""
+        return (FoldAxis("pe", self.mh, "channels"),)
+
     def apply_fold(self, folds: Mapping[str, LayerFold], node: Node) -> None:
         """PE of its Design layer (every channel per cycle when the design leaves it out, as the cost model)."""
-        self.pe = folds[self.layer].pe if self.layer in folds else self.mh
-        FoldAxis("pe", self.mh, "channels").check(self.layer, self.pe)
+        self.pe = _pool_pe(self, folds)
         self.simd = 1
         _window_follows(node, self.pe)
 
@@ -131,9 +141,11 @@ class GlobalAccPool(MVAU):
         x = inputs[0].values
         return _requantize(self, x.reshape(len(x), self.mw, self.mh).sum(axis=1)[:, None, :])
 
+    fold_axes = AvgPoolUnit.fold_axes
+
     def apply_fold(self, folds: Mapping[str, LayerFold], node: Node) -> None:
-        self.pe = folds[self.layer].pe if self.layer in folds else self.mh
-        FoldAxis("pe", self.mh, "channels").check(self.layer, self.pe)
+        """PE of its Design layer (default: every channel per cycle)."""
+        self.pe = _pool_pe(self, folds)
         self.simd = 1
 
     @property
