@@ -63,7 +63,7 @@ class InputSpec:
 @dataclass(frozen=True)
 class Layer:
     """One network layer; its type's `LayerKind` says which fields it uses (conv: out_channels, kernel,
-    stride, padding; dense: out_features; maxpool: kernel, stride). act_bits is None only on the last
+    stride, padding, groups; dense: out_features; maxpool, avgpool: kernel, stride; global_avgpool: none). act_bits is None only on the last
     layer (raw logits). inputs names the layers it reads ("input": the network input); empty means
     the layer before it (the network input for the first layer)."""
 
@@ -77,6 +77,7 @@ class Layer:
     weight_bits: int = 0
     act_bits: int | None = None
     inputs: tuple[str, ...] = ()
+    groups: int = 1  # conv: channel groups (depthwise: groups = in = out channels); last, as positions are used
 
     @property
     def kind(self) -> LayerKind:
@@ -162,12 +163,12 @@ class Network:
         return out
 
     def feeders(self) -> list[int]:
-        """Per layer, the index of the compute layer whose activations reach it (-1: the network
-        input); pools pass their input through."""
+        """Per layer, the index of the layer whose activations reach it (-1: the network input): a
+        compute layer, or an average pool with its own act_bits; other pools pass their input through."""
         out: list[int] = []
         for j in self.order():
             p = self._producers[j][0]
-            out.append(p if p < 0 or self.layers[p].is_compute else out[p])
+            out.append(p if p < 0 or self.layers[p].is_compute or self.layers[p].act_bits is not None else out[p])
         return out
 
     def input_bits_of(self, index: int) -> int:
@@ -577,6 +578,9 @@ def _parse_folds(r: Reader, data: Any, net: Network) -> dict[str, LayerFold]:
         fold_fields = by_name[name].kind.fold_fields
         r.keys(f, where, fold_fields)
         folds[name] = LayerFold(**{key: _FOLD_FIELDS[key](r, f, where) for key in fold_fields})
+        if by_name[name].groups > 1 and "swg_simd" in f:
+            raise r.fail(f"{where}.swg_simd", "a grouped (depthwise) conv's window moves PE channels per word; "
+                         "remove swg_simd")
     return folds
 
 

@@ -1,4 +1,4 @@
-"""The network layer kinds (conv, dense, maxpool): what each layer type of a Design is, in one place.
+"""The network layer kinds (conv, dense, maxpool, avgpool, global_avgpool): what each layer type of a Design is, in one place.
 
 A kind owns its YAML fields (read and written), its output shape, its shape checks, its default name
 and the dataflow folding fields its hardware takes, so the Design loader and the QAT builder never
@@ -90,10 +90,12 @@ def _check_window(r: Reader, layer: Layer, where: str, shape_in: Shape, shape_ou
 
 
 class ConvKind(LayerKind):
-    """A square convolution (out_channels, kernel, stride, padding) with weights and an activation."""
+    """A square convolution (out_channels, kernel, stride, padding, groups) with weights and an
+    activation. groups > 1 splits the channels into independent groups (PyTorch's `groups`);
+    depthwise is groups = in channels = out channels."""
 
     type, prefix = "conv", "conv"
-    fields = ("out_channels", "kernel", "stride", "padding", "weight_bits", "act_bits")
+    fields = ("out_channels", "kernel", "stride", "padding", "groups", "weight_bits", "act_bits")
     fold_fields = ("pe", "simd", "weight_memory", "mac", "swg_simd", "weight_layout")
     compute = True
 
@@ -102,7 +104,15 @@ class ConvKind(LayerKind):
         return {"out_channels": r.int(d, "out_channels", where, 1, 65536),
                 "kernel": r.int(d, "kernel", where, 1, 64),
                 "stride": r.int(d, "stride", where, 1, 64, default=1),
-                "padding": r.int(d, "padding", where, 0, 64, default=0), **bits}
+                "padding": r.int(d, "padding", where, 0, 64, default=0),
+                "groups": r.int(d, "groups", where, 1, 65536, default=1), **bits}
+
+    def to_dict(self, layer: Layer) -> dict[str, Any]:
+        """groups is written only when it is not 1, so a plain conv's file and cache key are unchanged."""
+        out = super().to_dict(layer)
+        if out.get("groups") == 1:
+            del out["groups"]
+        return out
 
     def output_shape(self, layer: Layer, shape_in: Shape) -> Shape:
         h, w = _window_shape(shape_in.height, shape_in.width, layer.kernel, layer.stride, layer.padding)
@@ -115,7 +125,15 @@ class ConvKind(LayerKind):
     def check(self, r: Reader, layer: Layer, where: str, shape_in: Shape, shape_out: Shape) -> None:
         if layer.padding >= layer.kernel:
             raise r.fail(f"{where}.padding", f"{layer.padding} must be smaller than the kernel ({layer.kernel})")
+        if shape_in.channels % layer.groups or layer.out_channels % layer.groups:
+            raise r.fail(f"{where}.groups", f"{layer.groups} must divide the input channels ({shape_in.channels}) "
+                         f"and out_channels ({layer.out_channels}); depthwise: groups = both")
         _check_window(r, layer, where, shape_in, shape_out)
+
+
+def is_depthwise(layer: Layer, in_channels: int) -> bool:
+    """A depthwise convolution: one filter per channel (groups = in channels = out channels > 1)."""
+    return layer.type == "conv" and layer.groups > 1 and layer.groups == in_channels == layer.out_channels
 
 
 class DenseKind(LayerKind):
@@ -157,6 +175,38 @@ class MaxPoolKind(LayerKind):
         _check_window(r, layer, where, shape_in, shape_out)
 
 
+def _requant_bits(r: Reader, d: dict[str, Any], where: str) -> dict[str, Any]:
+    """An average pool's optional act_bits: the bits of its requantized mean (None: the bits it receives)."""
+    return {"act_bits": r.int(d, "act_bits", where, MIN_BITS, MAX_BITS) if "act_bits" in d else None}
+
+
+class AvgPoolKind(MaxPoolKind):
+    """An average pool (kernel, stride = kernel by default; no padding, floor mode), per channel. The
+    mean is requantized (Brevitas: AvgPool2d followed by a QuantIdentity) to act_bits, by default the
+    bits it receives."""
+
+    type, prefix = "avgpool", "avgpool"
+    fields = ("kernel", "stride", "act_bits")
+
+    def parse(self, r: Reader, d: dict[str, Any], where: str, last: bool) -> dict[str, Any]:
+        return {**super().parse(r, d, where, last), **_requant_bits(r, d, where)}
+
+
+class GlobalAvgPoolKind(LayerKind):
+    """The mean of every channel over the whole map (C x 1 x 1), requantized to act_bits (default:
+    the bits it receives)."""
+
+    type, prefix = "global_avgpool", "gap"
+    fields = ("act_bits",)
+
+    def parse(self, r: Reader, d: dict[str, Any], where: str, last: bool) -> dict[str, Any]:
+        return _requant_bits(r, d, where)
+
+    def output_shape(self, layer: Layer, shape_in: Shape) -> Shape:
+        return Shape(shape_in.channels, 1, 1)
+
+
 # the registry: the YAML `type` of a layer -> its kind (file order: the order error messages list them)
-LAYER_KINDS: dict[str, LayerKind] = {k.type: k for k in (ConvKind(), DenseKind(), MaxPoolKind())}
+LAYER_KINDS: dict[str, LayerKind] = {k.type: k for k in (ConvKind(), DenseKind(), MaxPoolKind(), AvgPoolKind(),
+                                                          GlobalAvgPoolKind())}
 LAYER_TYPES: tuple[str, ...] = tuple(LAYER_KINDS)

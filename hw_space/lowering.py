@@ -15,14 +15,30 @@ from dataclasses import dataclass, field
 from hw_space.design import Layer, Network, Shape
 from hw_space.errors import CodesignError
 from hw_space.fold_axes import FoldAxis
+from hw_space.layer_kinds import is_depthwise
 from hw_space.layers import MVAU, HwKind, MaxPool, MaxPoolRows, SlidingWindow, TiledConv, TiledPool, WidthConverter
+from hw_space.layers.avgpool import AvgPool, GlobalAvgPool
 from hw_space.layers.mvau import AXIS_WHAT
+from hw_space.layers.sliding_window import DepthwiseWindow
+from hw_space.layers.vvau import VVAU
 
 Lowering = Callable[[Layer, Shape, Shape], list[HwKind]]
 
 
+def _check_groups(layer: Layer, ishape: Shape) -> None:
+    """Refuse a grouped convolution the hardware does not build (only groups 1 and depthwise)."""
+    if layer.groups > 1 and not is_depthwise(layer, ishape.channels):
+        raise CodesignError(f"layer {layer.name}: groups {layer.groups} with {ishape.channels} input and "
+                            f"{layer.out_channels} output channels is not built; the hardware builds groups 1 "
+                            "and depthwise convolutions (groups = input channels = out_channels)")
+
+
 def _conv_dataflow(layer: Layer, ishape: Shape, oshape: Shape) -> list[HwKind]:
-    """Sliding window, width converter (its SIMD to the MVAU's, as in FINN), MVAU."""
+    """Sliding window, width converter (its SIMD to the MVAU's, as in FINN), MVAU; a depthwise conv:
+    depthwise window, width converter (PE to PE*SIMD elements), VVAU."""
+    _check_groups(layer, ishape)
+    if layer.groups > 1:
+        return _depthwise_dataflow(layer, ishape, oshape)
     p, k = layer.padding, layer.kernel
     swg = SlidingWindow(f"{layer.name}_swg", ishape.height + 2 * p, ishape.width + 2 * p, ishape.channels, k,
                         layer.stride, oshape.height, oshape.width, p)
@@ -30,6 +46,27 @@ def _conv_dataflow(layer: Layer, ishape: Shape, oshape: Shape) -> list[HwKind]:
     mvau = MVAU(layer.name, k * k * ishape.channels, layer.out_channels, oshape.height * oshape.width,
                 logits=layer.act_bits is None, pe_what=AXIS_WHAT["conv"][0], simd_what=AXIS_WHAT["conv"][1])
     return [swg, dwc, mvau]
+
+
+def _depthwise_dataflow(layer: Layer, ishape: Shape, oshape: Shape) -> list[HwKind]:
+    p, k = layer.padding, layer.kernel
+    swg = DepthwiseWindow(f"{layer.name}_swg", ishape.height + 2 * p, ishape.width + 2 * p, ishape.channels, k,
+                          layer.stride, oshape.height, oshape.width, p)
+    dwc = WidthConverter(f"{layer.name}_dwc", oshape.height * oshape.width * k * k * ishape.channels)
+    vvau = VVAU(layer.name, ishape.channels, k * k, oshape.height * oshape.width, logits=layer.act_bits is None)
+    return [swg, dwc, vvau]
+
+
+def _avgpool_dataflow(layer: Layer, ishape: Shape, oshape: Shape) -> list[HwKind]:
+    """The depthwise-order window (PE channels per word), then the accumulating pool."""
+    k = layer.kernel
+    swg = DepthwiseWindow(f"{layer.name}_swg", ishape.height, ishape.width, ishape.channels, k, layer.stride,
+                          oshape.height, oshape.width)
+    return [swg, AvgPool(layer.name, ishape.channels, k * k, oshape.height * oshape.width)]
+
+
+def _global_avgpool_dataflow(layer: Layer, ishape: Shape, oshape: Shape) -> list[HwKind]:
+    return [GlobalAvgPool(layer.name, ishape.channels, ishape.height * ishape.width)]
 
 
 def _dense_dataflow(layer: Layer, ishape: Shape, oshape: Shape) -> list[HwKind]:
@@ -43,7 +80,11 @@ def _maxpool_dataflow(layer: Layer, ishape: Shape, oshape: Shape) -> list[HwKind
 
 
 def _conv_tiled(layer: Layer, ishape: Shape, oshape: Shape) -> list[HwKind]:
-    return [TiledConv(layer.name, oshape.height, oshape.width, ishape.channels, layer.out_channels, layer.kernel,
+    """A depthwise conv is priced as a conv of one input channel to C outputs: the same MACs and
+    weights (C*K*K), but only one input channel's traffic (an underestimate of the input loads)."""
+    _check_groups(layer, ishape)
+    n = 1 if layer.groups > 1 else ishape.channels
+    return [TiledConv(layer.name, oshape.height, oshape.width, n, layer.out_channels, layer.kernel,
                       layer.stride, logits=layer.act_bits is None)]
 
 
@@ -58,8 +99,10 @@ def _maxpool_tiled(layer: Layer, ishape: Shape, oshape: Shape) -> list[HwKind]:
 
 
 DATAFLOW_LOWERING: dict[str, Lowering] = {"conv": _conv_dataflow, "dense": _dense_dataflow,
-                                          "maxpool": _maxpool_dataflow}
-TILED_LOWERING: dict[str, Lowering] = {"conv": _conv_tiled, "dense": _dense_tiled, "maxpool": _maxpool_tiled}
+                                          "maxpool": _maxpool_dataflow, "avgpool": _avgpool_dataflow,
+                                          "global_avgpool": _global_avgpool_dataflow}
+TILED_LOWERING: dict[str, Lowering] = {"conv": _conv_tiled, "dense": _dense_tiled, "maxpool": _maxpool_tiled,
+                                       "avgpool": _maxpool_tiled, "global_avgpool": _maxpool_tiled}
 
 
 def _lower(registry: dict[str, Lowering], template: str, network: Network) -> list[list[HwKind]]:

@@ -129,7 +129,8 @@ class CostModel:
         self.L = len(network.layers)
         self.shapes = network.shapes()
         self.weight_bits = np.array([l.weight_bits if l.is_compute else 0 for l in network.layers], dtype=np.int64)
-        self.act_bits = np.array([(l.act_bits or 0) if l.is_compute else 0 for l in network.layers], dtype=np.int64)
+        # act_bits of compute layers, and of average pools that set their own (0: none)
+        self.act_bits = np.array([l.act_bits or 0 for l in network.layers], dtype=np.int64)
         # index of the compute layer whose activations feed layer j (-1: the network input)
         self.feeder = network.feeders()
         self.weight_counts = np.array(network.weight_counts(), dtype=np.int64)  # (L,): learned weights per layer
@@ -322,7 +323,7 @@ def design_arrays(design: Design, specs: list[FoldSpec] | None = None) -> dict[s
                        dtype=np.int64),
         "simd": np.array([f.simd if s.has("simd") else 1 for f, s in zip(folds, specs)], dtype=np.int64),
         "weight_bits": np.array([l.weight_bits if l.is_compute else 0 for l in layers], dtype=np.int64),
-        "act_bits": np.array([(l.act_bits or 0) if l.is_compute else 0 for l in layers], dtype=np.int64),
+        "act_bits": np.array([l.act_bits or 0 for l in layers], dtype=np.int64),
         "mem": np.array([MEM_CODES[f.weight_memory] for f in folds], dtype=np.int64),
         "mac": np.array([MAC_CODES[f.mac] for f in folds], dtype=np.int64),
         "layout": np.array([LAYOUT_CODES[f.weight_layout] for f in folds], dtype=np.int64),

@@ -91,3 +91,11 @@ def max_pool_axis_flags(outer: int, n: int, inner: int, k: int, stride: int) -> 
     start = (t // inner) % n - k + 1
     writes = (start >= 0) & (start % stride == 0) & (start // stride < on)
     return _frozen(np.ones(len(t), dtype=bool), writes)
+
+
+@lru_cache(maxsize=256)
+def global_pool_flags(pixels: int, folds: int) -> tuple[np.ndarray, np.ndarray]:
+    """The global accumulating pool: PIXELS * FOLDS iterations, a read in each; the accumulators of a
+    channel fold are written out during the last pixel (its last FOLDS iterations)."""
+    t = np.arange(pixels * folds, dtype=np.int64)
+    return _frozen(np.ones(len(t), dtype=bool), t >= (pixels - 1) * folds)

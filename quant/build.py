@@ -8,8 +8,15 @@ Module structure of `QuantNet` (the order `forward` runs and the exported QONNX 
   bits == 1: ``InputShift`` (x - 0.5) then a bipolar QuantIdentity (scale 1): x >= 0.5 -> +1, else -1.
 * ``blocks[i]`` for layer i, in order (``block(name)`` finds one by the layer's name), built by
   ``BLOCK_BUILDERS[layer.type]``; the network must be a chain (``Network.require_chain``):
-  conv    -> Sequential(conv=QuantConv2d(bias=False, padding, stride), bn=BatchNorm2d, act=<act>)
+  conv    -> Sequential(conv=QuantConv2d(bias=False, padding, stride, groups), bn=BatchNorm2d, act=<act>)
+             (depthwise: QuantConv2d(C, C, K, groups=C), as a Brevitas MobileNet writes it)
   maxpool -> MaxPool2d(kernel, stride)
+  avgpool -> Sequential(pool=AvgPool2d(kernel, stride), act=<requant>)
+  global_avgpool -> Sequential(pool=AdaptiveAvgPool2d(1), act=<requant>)
+  <requant>: the mean requantized to the pool's act_bits (default: the bits it receives): a QuantIdentity with a learned
+  per-tensor scale (unsigned for >= 2 bits, bipolar for 1 bit). AvgPool2d + QuantIdentity exports as
+  AveragePool (GlobalAveragePool) + Quant, which the backend lowers exactly; Brevitas' TruncAvgPool2d
+  exports a Trunc node instead, which the backend does not read.
   dense   -> Sequential(linear=QuantLinear(bias=False), bn=BatchNorm1d, act=<act>)
   last dense -> Sequential(linear=QuantLinear(bias=False), scale=ClassAffine) - raw logits.
   The first dense block starts with flatten=nn.Flatten(): channels-first (C, H, W) order.
@@ -107,19 +114,35 @@ def _input_quant(bits: int) -> nn.Module:
     return QuantIdentity(act_quant=InputQuant, bit_width=bits)
 
 
-def _maxpool_block(layer: Layer, shape_in: Shape, last: bool, flat_input: bool) -> nn.Module:
+def _requant(bits: int) -> nn.Module:
+    """The quantizer after an average pool: the bits it receives, its own learned scale."""
+    if bits == 1:
+        return QuantIdentity(act_quant=BipolarActQuant)
+    return QuantIdentity(act_quant=ReluActQuant, bit_width=bits)
+
+
+def _maxpool_block(layer: Layer, shape_in: Shape, last: bool, flat_input: bool, in_bits: int) -> nn.Module:
     return nn.MaxPool2d(layer.kernel, layer.stride)
 
 
-def _conv_block(layer: Layer, shape_in: Shape, last: bool, flat_input: bool) -> nn.Module:
+def _avgpool_block(layer: Layer, shape_in: Shape, last: bool, flat_input: bool, in_bits: int) -> nn.Module:
+    return nn.Sequential(OrderedDict(pool=nn.AvgPool2d(layer.kernel, layer.stride),
+                                     act=_requant(layer.act_bits or in_bits)))
+
+
+def _global_avgpool_block(layer: Layer, shape_in: Shape, last: bool, flat_input: bool, in_bits: int) -> nn.Module:
+    return nn.Sequential(OrderedDict(pool=nn.AdaptiveAvgPool2d(1), act=_requant(layer.act_bits or in_bits)))
+
+
+def _conv_block(layer: Layer, shape_in: Shape, last: bool, flat_input: bool, in_bits: int) -> nn.Module:
     conv = QuantConv2d(shape_in.channels, layer.out_channels, layer.kernel, stride=layer.stride,
-                       padding=layer.padding, bias=False, **_weight_kwargs(layer.weight_bits))
+                       padding=layer.padding, groups=layer.groups, bias=False, **_weight_kwargs(layer.weight_bits))
     assert layer.act_bits is not None
     return nn.Sequential(OrderedDict(conv=conv, bn=nn.BatchNorm2d(layer.out_channels, eps=BN_EPS),
                                      act=_activation(layer.act_bits)))
 
 
-def _dense_block(layer: Layer, shape_in: Shape, last: bool, flat_input: bool) -> nn.Module:
+def _dense_block(layer: Layer, shape_in: Shape, last: bool, flat_input: bool, in_bits: int) -> nn.Module:
     cin = shape_in.size
     linear = QuantLinear(cin, layer.out_features, bias=False, **_weight_kwargs(layer.weight_bits))
     parts: OrderedDict[str, nn.Module] = OrderedDict()
@@ -137,9 +160,11 @@ def _dense_block(layer: Layer, shape_in: Shape, last: bool, flat_input: bool) ->
 
 
 # The block builder of each layer type: (layer, its input shape, is it the last layer, is its input
-# already a vector) -> its modules, created in the order that fixes the seeded parameter init.
-BlockBuilder = Callable[[Layer, Shape, bool, bool], nn.Module]
-BLOCK_BUILDERS: dict[str, BlockBuilder] = {"conv": _conv_block, "dense": _dense_block, "maxpool": _maxpool_block}
+# already a vector, the bits it receives) -> its modules, created in the order that fixes the seeded
+# parameter init.
+BlockBuilder = Callable[[Layer, Shape, bool, bool, int], nn.Module]
+BLOCK_BUILDERS: dict[str, BlockBuilder] = {"conv": _conv_block, "dense": _dense_block, "maxpool": _maxpool_block,
+                                           "avgpool": _avgpool_block, "global_avgpool": _global_avgpool_block}
 
 
 class QuantNet(nn.Module):
@@ -156,7 +181,7 @@ class QuantNet(nn.Module):
         for i, (layer, (shape_in, _)) in enumerate(zip(network.layers, network.shapes())):
             p = network.producers(i)[0]
             flat_input = p >= 0 and network.layers[p].kind.flat_output
-            blocks.append(BLOCK_BUILDERS[layer.type](layer, shape_in, i == last, flat_input))
+            blocks.append(BLOCK_BUILDERS[layer.type](layer, shape_in, i == last, flat_input, network.input_bits_of(i)))
         # a list, not a ModuleDict: valid layer names such as "eval" or "train" would clash with attributes
         self.blocks = nn.ModuleList(blocks)
 
@@ -256,6 +281,10 @@ def describe(model: QuantNet) -> list[LayerInfo]:
     for name, block in model.named_blocks():
         if isinstance(block, nn.MaxPool2d):
             kind, wbits, abits = "maxpool", None, None
+        elif "pool" in block._modules:
+            pool = block.pool
+            kind = "avgpool" if isinstance(pool, nn.AvgPool2d) else "global_avgpool"
+            wbits, abits = None, _act_bits(block.act)
         else:
             core = block.conv if "conv" in block._modules else block.linear
             kind = "conv" if isinstance(core, QuantConv2d) else "dense"

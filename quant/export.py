@@ -10,6 +10,9 @@ The graph (input `global_in` (1, C, H, W) float in [0, 1], output `global_out` (
   input bits == 1: Add(-0.5) -> BipolarQuant(scale 1)              (x >= 0.5 -> +1, else -1)
   conv:  Conv(x, W) -> BatchNormalization(eps 1e-4) -> activation   (pads/strides from the layer, no bias)
   pool:  MaxPool(kernel, stride)
+  depthwise conv: Conv(x, W, group = C) -> BatchNormalization -> activation (W of shape (C, 1, K, K))
+  avgpool: AveragePool(kernel, stride) -> Quant;  global_avgpool: GlobalAveragePool -> Quant
+           (the requantizing QuantIdentity: act_bits or the bits received, learned per-tensor scale)
   first dense: Flatten(axis 1) in (C, H, W) order; dense: MatMul(x, W) -> BatchNormalization -> activation
   last dense: MatMul(x, W) -> Mul(per-class constant) -> Add(per-class constant)
   activation: bits >= 2: Relu -> Quant(learned per-tensor scale, signed 0, narrow 0)

@@ -67,13 +67,14 @@ def test_the_dataflow_lowering_of_each_layer_type():
 def test_a_layer_type_without_lowering_is_refused_in_one_line(monkeypatch):
     # a network layer kind registered without hardware stages (hw_space.layer_kinds) reaches the
     # cost model, which names the missing lowering
-    class AvgPoolKind(MaxPoolKind):
-        type, prefix = "avgpool", "avg"
+    class MinPoolKind(MaxPoolKind):
+        type, prefix = "minpool", "minp"
 
-    monkeypatch.setitem(LAYER_KINDS, "avgpool", AvgPoolKind())
-    net = Network(InputSpec(1, 4, 4, 8), (Layer("x0", "avgpool", kernel=2, stride=2),
+    monkeypatch.setitem(LAYER_KINDS, "minpool", MinPoolKind())
+    net = Network(InputSpec(1, 4, 4, 8), (Layer("x0", "minpool", kernel=2, stride=2),
                                           Layer("fc0", "dense", out_features=2, weight_bits=2)))
-    with pytest.raises(CodesignError, match=r"^layer x0: type 'avgpool' has no dataflow lowering; known: conv, dense, maxpool$"):
+    with pytest.raises(CodesignError, match=r"^layer x0: type 'minpool' has no dataflow lowering; "
+                       r"known: conv, dense, maxpool, avgpool, global_avgpool$"):
         CostModel(net, load_board("zc706"))
 
 

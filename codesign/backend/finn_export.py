@@ -178,6 +178,11 @@ def finn_nodes(design: Design, fifos: list[FifoStage] | None = None) -> list[Fin
     of our model)."""
     net = design.network
     hw = design.hardware
+    for layer in net.layers:
+        if layer.type not in FINN_LAYERS or layer.groups > 1:
+            what = "a depthwise conv" if layer.groups > 1 else f"a {layer.type} layer"
+            raise CodesignError(f"layer {layer.name}: {what} is not exported to FINN; exported: "
+                                f"{', '.join(FINN_LAYERS)} layers with groups 1")
     out = _Nodes()
     last = len(net.layers) - 1
     if net.input.bits == 1 and FINN_LAYERS[net.layers[0].type].thresholds_bipolar_input:

@@ -11,11 +11,26 @@ from typing import Any
 import networkx as nx
 import numpy as np
 
-from codesign.backend.graph import Affine, Conv, IntFmt, Layout, MatMul, MaxPool, Op, QTensor, Quantizer, Relu, Sink, Source, from_ops
+from codesign.backend.graph import (
+    Affine,
+    AvgPool,
+    Conv,
+    IntFmt,
+    Layout,
+    MatMul,
+    MaxPool,
+    Op,
+    QTensor,
+    Quantizer,
+    Relu,
+    Sink,
+    Source,
+    from_ops,
+)
 from hw_space.errors import CodesignError
 
 SUPPORTED_OPS = ("Quant", "BipolarQuant", "Conv", "MatMul", "Gemm", "BatchNormalization", "Relu", "MaxPool",
-                 "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Identity",
+                 "AveragePool", "GlobalAveragePool", "ReduceMean", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Identity",
                  "Mul", "Add", "Sub", "Div")
 _QUANTIZERS = ("Quant", "BipolarQuant")  # never folded: the importer reads integer weights through them
 _ROUNDING = ("ROUND", "HALF_EVEN")
@@ -268,19 +283,32 @@ def _convert(model: Any, node: Any, inputs: list[Any], di: int) -> Op | list[Op]
     if op in ("Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Identity"):
         return Layout(name=name, onnx_op=op, in_shape=in_shape, out_shape=out_shape,
                       perm=_layout_perm(node, in_shape, out_shape))
-    if op == "MaxPool":
+    if op in ("MaxPool", "AveragePool"):
+        what = "max-pooling" if op == "MaxPool" else "average pooling"
         if len(in_shape) != 4:
-            raise _fail(node, "only 2D max-pooling is supported")
+            raise _fail(node, f"only 2D {what} is supported")
         k = tuple(a["kernel_shape"])
         s = tuple(a.get("strides", [1, 1]))
         if any(a.get("pads", [0, 0, 0, 0])) or any(d != 1 for d in a.get("dilations", [1, 1])):
-            raise _fail(node, "max-pooling with padding or dilation is not supported")
+            raise _fail(node, f"{what} with padding or dilation is not supported")
         if a.get("auto_pad", b"NOTSET") not in (b"NOTSET", b"VALID", "NOTSET", "VALID"):
             raise _fail(node, "auto_pad is not supported")
         floor_shape = tuple((in_shape[i + 2] - k[i]) // s[i] + 1 for i in range(2))
         if tuple(out_shape[2:]) != floor_shape:
-            raise _fail(node, "ceil-mode max-pooling that adds a partial window is not supported")
-        return MaxPool(name=name, onnx_op=op, kernel=k, stride=s, in_shape=in_shape[1:], out_shape=out_shape[1:])
+            raise _fail(node, f"ceil-mode {what} that adds a partial window is not supported")
+        cls = MaxPool if op == "MaxPool" else AvgPool
+        return cls(name=name, onnx_op=op, kernel=k, stride=s, in_shape=in_shape[1:], out_shape=out_shape[1:])
+    if op in ("GlobalAveragePool", "ReduceMean"):
+        if len(in_shape) != 4:
+            raise _fail(node, "only the mean over the rows and columns of a (1, C, H, W) map is supported")
+        if op == "ReduceMean":
+            axes = a.get("axes")
+            if axes is None and len(inputs) > 1 and inputs[1] is not None:
+                axes = _real(inputs[1]).astype(np.int64).reshape(-1).tolist()
+            if sorted(int(x) % 4 for x in (axes or [])) != [2, 3]:
+                raise _fail(node, f"ReduceMean over axes {axes} is not supported; only over H and W (axes [2, 3])")
+        return AvgPool(name=name, onnx_op=op, kernel=tuple(in_shape[2:]), stride=(1, 1), in_shape=in_shape[1:],
+                       out_shape=out_shape[1:], whole=True)
     if op == "Conv":
         return _conv(node, a, inputs, in_shape, out_shape, di)
     if op == "Gemm":
@@ -330,8 +358,10 @@ def _conv(node: Any, a: dict[str, Any], inputs: list[Any], in_shape: tuple[int, 
     w = inputs[1]
     if not isinstance(w, QTensor):
         raise _fail(node, "weights must be quantized (a Quant or BipolarQuant on the weight tensor)")
-    if int(a.get("group", 1)) != 1:
-        raise _fail(node, "grouped and depthwise convolutions are not supported")
+    groups = int(a.get("group", 1))
+    if groups != 1 and not (groups == in_shape[1] == w.values.shape[0] and w.values.shape[1] == 1):
+        raise _fail(node, f"a convolution of {groups} groups from {in_shape[1]} to {w.values.shape[0]} channels is "
+                    "not supported; supported: group 1 and depthwise (group = input = output channels)")
     if any(d != 1 for d in a.get("dilations", [1, 1])):
         raise _fail(node, "dilated convolutions are not supported")
     auto_pad = a.get("auto_pad", b"NOTSET")
@@ -348,4 +378,5 @@ def _conv(node: Any, a: dict[str, Any], inputs: list[Any], in_shape: tuple[int, 
         bias = _real(inputs[2]).astype(np.float64).reshape(-1)
     return Conv(name=node.name, onnx_op="Conv", weight=QTensor(w.values, scale[:, 0, 0, 0].copy(), w.fmt), bias=bias,
                 kernel=(int(kh), int(kw)), stride=tuple(int(s) for s in a.get("strides", [1, 1])),
-                pads=(pads[0], pads[1], pads[2], pads[3]), in_shape=in_shape[1:], out_shape=out_shape[1:])
+                pads=(pads[0], pads[1], pads[2], pads[3]), in_shape=in_shape[1:], out_shape=out_shape[1:],
+                groups=groups)

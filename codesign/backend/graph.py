@@ -37,6 +37,7 @@ from codesign.backend.ops import (
     HARDWARE_OPS,
     MVAU,
     Affine,
+    AvgPool,
     Conv,
     HardwareOp,
     InputStage,
@@ -55,7 +56,7 @@ from codesign.backend.ops import (
     WidthConverter,
 )
 
-__all__ = ["HARDWARE_OPS", "MVAU", "Affine", "Conv", "HardwareOp", "InputStage", "IntFmt", "Layout", "MatMul",
+__all__ = ["HARDWARE_OPS", "MVAU", "Affine", "AvgPool", "Conv", "HardwareOp", "InputStage", "IntFmt", "Layout", "MatMul",
            "MaxPool", "MaxReduce", "Op", "OutputStage", "PoolWindow", "QTensor", "Quantizer", "Relu", "Sink",
            "SlidingWindow", "Source", "WidthConverter", "chain", "connect", "consumers", "edges", "from_ops",
            "insert_after", "insert_on_edge", "is_fork", "is_join", "op", "ops", "predecessor", "producers", "remove",

@@ -37,7 +37,7 @@ def lower_model(model: str | Path | Any) -> nx.DiGraph:
 
 
 # the Design's default layer names (network_of): prefix per layer type
-LAYER_PREFIX = {"conv": "conv", "dense": "fc", "maxpool": "pool"}
+LAYER_PREFIX = {"conv": "conv", "dense": "fc", "maxpool": "pool", "avgpool": "avgpool", "global_avgpool": "gap"}
 
 
 def _layer_ops(g: nx.DiGraph) -> list[tuple[str, Any]]:
@@ -66,9 +66,11 @@ def network_of(g: nx.DiGraph) -> Network:
 # one line per Design layer type, for messages
 DESCRIBE_LAYER = {
     "conv": lambda layer: (f"conv, {layer.out_channels} output channels, kernel {layer.kernel}, stride "
-                           f"{layer.stride}, padding {layer.padding}"),
+                           f"{layer.stride}, padding {layer.padding}" + (f", groups {layer.groups}" if layer.groups > 1 else "")),
     "dense": lambda layer: f"dense, {layer.out_features} outputs",
     "maxpool": lambda layer: f"maxpool, kernel {layer.kernel}, stride {layer.stride}",
+    "avgpool": lambda layer: f"avgpool, kernel {layer.kernel}, stride {layer.stride}",
+    "global_avgpool": lambda layer: "global_avgpool",
 }
 
 
@@ -84,14 +86,15 @@ def match_design(g: nx.DiGraph, design: Design, source: str = "design") -> None:
     if (i_m.channels, i_m.height, i_m.width) != (i_d.channels, i_d.height, i_d.width):
         raise CodesignError(f"network.input: the design takes {i_d.channels}x{i_d.height}x{i_d.width}, the model "
                             f"{i_m.channels}x{i_m.height}x{i_m.width}", source=source)
-    for kind, what, compute in (("compute", "Conv/MatMul/Gemm", True), ("maxpool", "MaxPool", False)):
+    for kind, what, compute in (("compute", "Conv/MatMul/Gemm", True),
+                                ("pool", "MaxPool/AveragePool/GlobalAveragePool", False)):
         mine = [layer for layer in model.layers if layer.is_compute == compute]
         theirs = [layer for layer in net.layers if layer.is_compute == compute]
         if len(mine) != len(theirs):
             raise CodesignError(f"network.layers: the design has {len(theirs)} {kind} layers, the model "
                                 f"{len(mine)} {what} nodes", source=source)
         for n, (m, d) in enumerate(zip(mine, theirs)):
-            keys = ("type", "out_channels", "out_features", "kernel", "stride", "padding")
+            keys = ("type", "out_channels", "out_features", "kernel", "stride", "padding", "groups")
             if any(getattr(m, k) != getattr(d, k) for k in keys):
                 raise CodesignError(f"network.layers ({d.name}): the design's layer ({_describe(d)}) does not match "
                                     f"the model's {what} node #{n + 1} ({_describe(m)})", source=source)

@@ -44,6 +44,11 @@ DEFAULT_SPACE = Path(__file__).parent.parent / "data" / "default_space.yaml"
 MAX_CONV_BLOCKS = 8
 MAX_DENSE_LAYERS = 4
 CLASSIFIER = "cls"  # slot name of the last (logits) layer, whose layer name depends on the depth
+# what a conv block is: a conv, or a depthwise-separable block (depthwise KxK + pointwise 1x1, MobileNet)
+BLOCKS = ("conv", "separable")
+# what joins the convs to the dense layers: a flatten (the dense layer reads the whole map) or a
+# global average pool (the dense layer reads one value per channel)
+HEADS = ("flatten", "global_avgpool")
 
 
 @dataclass(frozen=True)
@@ -142,6 +147,8 @@ class SearchSpace:
     tn: ChoiceSpec
     tr: ChoiceSpec
     tc: ChoiceSpec
+    block: ChoiceSpec = ChoiceSpec(("conv",))  # a decision per conv block only when it offers more
+    head: ChoiceSpec = ChoiceSpec(("flatten",))  # a decision only when it offers more
     input_bits: int = 8
     context: Context = field(default_factory=lambda: Context(1, 8, 8, 10))
     source: str = "<space>"
@@ -229,17 +236,27 @@ class SearchSpace:
         n_conv, n_dense = get("conv_blocks"), get("dense_layers")
         layers: list[Layer] = []
         slot_of: dict[str, str] = {}
-        size, pools = min(ctx.height, ctx.width), 0
+        size, pools, channels = min(ctx.height, ctx.width), 0, ctx.channels
         for i in range(n_conv):
             k = get(f"conv{i}.kernel")
-            layers.append(Layer(name=f"conv{i}", type="conv", out_channels=get(f"conv{i}.channels"), kernel=k,
-                                stride=1, padding=k // 2, weight_bits=get(f"conv{i}.weight_bits"),
-                                act_bits=get(f"conv{i}.act_bits")))
+            wbits, abits = get(f"conv{i}.weight_bits"), get(f"conv{i}.act_bits")
+            # a separable block: depthwise KxK on the block's input channels, then a pointwise 1x1
+            # (one slot: the same bits and parallelism levels); on a one-channel input a block is a conv
+            if channels > 1 and f"conv{i}.block" in index and get(f"conv{i}.block") == "separable":
+                layers.append(Layer(name=f"dw{i}", type="conv", out_channels=channels, kernel=k, stride=1,
+                                    padding=k // 2, groups=channels, weight_bits=wbits, act_bits=abits))
+                slot_of[f"dw{i}"] = f"conv{i}"
+                k = 1
+            channels = get(f"conv{i}.channels")
+            layers.append(Layer(name=f"conv{i}", type="conv", out_channels=channels, kernel=k,
+                                stride=1, padding=k // 2, weight_bits=wbits, act_bits=abits))
             slot_of[f"conv{i}"] = f"conv{i}"
             if size >= 2 and get(f"conv{i}.pool"):
                 layers.append(Layer(name=f"pool{pools}", type="maxpool", kernel=2, stride=2))
                 pools += 1
                 size //= 2
+        if n_conv and "head" in index and get("head") == "global_avgpool":
+            layers.append(Layer(name="gap", type="global_avgpool"))
         for j in range(n_dense):
             layers.append(Layer(name=f"fc{j}", type="dense", out_features=get(f"fc{j}.features"),
                                 weight_bits=get(f"fc{j}.weight_bits"), act_bits=get(f"fc{j}.act_bits")))
@@ -281,13 +298,21 @@ class SearchSpace:
                                 f"{', '.join(map(str, d.choices))}")
 
         net, hw = design.network, design.hardware
-        convs = [l for l in net.layers if l.type == "conv"]
+        depthwise = {l.name for l in net.layers if l.type == "conv" and l.groups > 1}
+        after_dw = {net.layers[i].name for i in range(1, len(net.layers)) if net.layers[i - 1].name in depthwise}
+        convs = [l for l in net.layers if l.type == "conv" and l.name not in depthwise]
+        if "head" in index:
+            put("head", "global_avgpool" if any(l.type == "global_avgpool" for l in net.layers) else "flatten")
         dense = [l for l in net.layers if l.type == "dense"]
         put("conv_blocks", len(convs))
         put("dense_layers", len(dense) - 1)
         pooled = {net.layers[i - 1].name for i, l in enumerate(net.layers) if l.type == "maxpool" and i > 0}
+        kernel_of = {net.layers[i].name: net.layers[i - 1].kernel for i in range(1, len(net.layers))
+                     if net.layers[i].name in after_dw}
         for i, l in enumerate(convs):
-            put(f"conv{i}.kernel", l.kernel)
+            if f"conv{i}.block" in index and l.name in after_dw:
+                put(f"conv{i}.block", "separable")
+            put(f"conv{i}.kernel", kernel_of.get(l.name, l.kernel))
             put(f"conv{i}.channels", l.out_channels)
             put(f"conv{i}.pool", l.name in pooled)
             put(f"conv{i}.weight_bits", l.weight_bits)
@@ -305,11 +330,17 @@ class SearchSpace:
         else:
             slots = [f"conv{i}" for i in range(len(convs))] + [f"fc{j}" for j in range(len(dense) - 1)] + [CLASSIFIER]
             legal = legal_folds(net)
+            # a separable block's depthwise conv shares its pointwise conv's slot: a level must give both folds
+            dw_of = {net.layers[i].name: net.layers[i - 1].name for i in range(1, len(net.layers))
+                     if net.layers[i].name in after_dw}
             for slot, layer in zip(slots, convs + dense):
-                pes, simds = legal[layer.name]
-                f = hw.fold(layer.name)
-                put(f"{slot}.pe", f.pe, lambda c, v, w=pes: level_to_divisor(c, w) == v)
-                put(f"{slot}.simd", f.simd, lambda c, v, w=simds: level_to_divisor(c, w) == v)
+                names = [layer.name] + ([dw_of[layer.name]] if layer.name in dw_of else [])
+                want = {n: hw.fold(n) for n in names}
+                f = want[layer.name]
+                put(f"{slot}.pe", f.pe, lambda c, v, ns=names, want=want: all(
+                    level_to_divisor(c, legal[n][0]) == want[n].pe for n in ns))
+                put(f"{slot}.simd", f.simd, lambda c, v, ns=names, want=want: all(
+                    level_to_divisor(c, legal[n][1]) == want[n].simd for n in ns))
                 put(f"{slot}.weight_memory", f.weight_memory)
                 put(f"{slot}.mac", f.mac)
         decoded = self.decode(tokens)
@@ -331,6 +362,7 @@ class SearchSpace:
             if i == n_conv:
                 return 1
             ways = d[f"conv{i}.kernel"] * d[f"conv{i}.channels"] * d[f"conv{i}.weight_bits"] * d[f"conv{i}.act_bits"]
+            ways *= d.get(f"conv{i}.block", 1)
             if size < 2:  # no pool decision on a 1-pixel map
                 return ways * convs(i + 1, n_conv, size)
             return ways * sum(convs(i + 1, n_conv, size // 2 if p else size) for p in self.pool.values)
@@ -338,6 +370,7 @@ class SearchSpace:
         total = 0
         for n_conv, n_dense in product(self.conv_blocks.values, self.dense_layers.values):
             nn = convs(0, n_conv, min(ctx.height, ctx.width)) * d[f"{CLASSIFIER}.weight_bits"]
+            nn *= d.get("head", 1) if n_conv else 1
             for j in range(n_dense):
                 nn *= d[f"fc{j}.features"] * d[f"fc{j}.weight_bits"] * d[f"fc{j}.act_bits"]
             hw = 0
@@ -352,12 +385,14 @@ class SearchSpace:
 
     # ------------------------------------------------------------ YAML
     def to_dict(self) -> dict[str, Any]:
+        extra = {k: getattr(self, k).to_yaml() for k, default in (("block", ("conv",)), ("head", ("flatten",)))
+                 if getattr(self, k).values != default}  # written only where a space offers more
         return {
             "network": {"conv_blocks": self.conv_blocks.to_yaml(), "dense_layers": self.dense_layers.to_yaml(),
                         "kernel": self.kernel.to_yaml(), "channels": self.channels.to_yaml(),
                         "pool": self.pool.to_yaml(), "dense_features": self.dense_features.to_yaml(),
                         "weight_bits": self.weight_bits.to_yaml(), "act_bits": self.act_bits.to_yaml(),
-                        "input_bits": self.input_bits},
+                        **extra, "input_bits": self.input_bits},
             "hardware": {"templates": self.templates.to_yaml(), "pe": self.pe.to_yaml(), "simd": self.simd.to_yaml(),
                          "weight_memory": self.weight_memory.to_yaml(), "mac": self.mac.to_yaml(),
                          "engine": {"tm": self.tm.to_yaml(), "tn": self.tn.to_yaml(), "tr": self.tr.to_yaml(),
@@ -371,7 +406,7 @@ class SearchSpace:
         """One line per YAML field: what the space holds, with rule-generated choices expanded."""
         out = []
         for name in ("conv_blocks", "dense_layers", "kernel", "channels", "pool", "dense_features", "weight_bits",
-                     "act_bits", "templates", "pe", "simd", "weight_memory", "mac", "tm", "tn", "tr", "tc"):
+                     "act_bits", "block", "head", "templates", "pe", "simd", "weight_memory", "mac", "tm", "tn", "tr", "tc"):
             spec: ChoiceSpec = getattr(self, name)
             rule = f" (rule: {_rule_text(spec.rule)})" if spec.rule else ""
             if spec.per_slot:
@@ -411,6 +446,8 @@ def _decisions(space: SearchSpace) -> list[Decision]:
     out = [Decision("conv_blocks", "nn", space.conv_blocks.values),
            Decision("dense_layers", "nn", space.dense_layers.values)]
     for i in range(space.max_conv):
+        if space.block.values != ("conv",):
+            out.append(Decision(f"conv{i}.block", "nn", space.block.values))
         out += [Decision(f"conv{i}.kernel", "nn", space.kernel.values),
                 Decision(f"conv{i}.channels", "nn", space.channels.at(f"conv{i}")),
                 Decision(f"conv{i}.pool", "nn", space.pool.values),
@@ -420,6 +457,8 @@ def _decisions(space: SearchSpace) -> list[Decision]:
         out += [Decision(f"fc{j}.features", "nn", space.dense_features.at(f"fc{j}")),
                 Decision(f"fc{j}.weight_bits", "nn", space.weight_bits.values),
                 Decision(f"fc{j}.act_bits", "nn", space.act_bits.values)]
+    if space.head.values != ("flatten",):
+        out.append(Decision("head", "nn", space.head.values))
     out.append(Decision(f"{CLASSIFIER}.weight_bits", "nn", space.weight_bits.values))
     out.append(Decision("template", "hw", space.templates.values))
     for slot in space.slots():
@@ -433,7 +472,7 @@ def _decisions(space: SearchSpace) -> list[Decision]:
 # ---------------------------------------------------------------- loading and validation
 
 _NET_KEYS = ("conv_blocks", "dense_layers", "kernel", "channels", "pool", "dense_features", "weight_bits",
-             "act_bits", "input_bits")
+             "act_bits", "block", "head", "input_bits")
 _HW_KEYS = ("templates", "pe", "simd", "weight_memory", "mac", "engine")
 _ENGINE_KEYS = ("tm", "tn", "tr", "tc")
 _RULE_KEYS = {"divisors": ("rule", "min", "max", "max_odd_factor", "min_divisors"),
@@ -619,6 +658,8 @@ def space_from_dict(data: Any, source: str = "<space>", context: Context | None 
         tn=f.ints(eng, "tn", "hardware.engine", 1, 1024),
         tr=f.ints(eng, "tr", "hardware.engine", 1, 4096),
         tc=f.ints(eng, "tc", "hardware.engine", 1, 4096),
+        block=f.names(net, "block", "network", BLOCKS) if "block" in net else ChoiceSpec(("conv",)),
+        head=f.names(net, "head", "network", HEADS) if "head" in net else ChoiceSpec(("flatten",)),
         input_bits=bits, context=context or Context(1, 8, 8, 10), source=source)
     return _resolved(space)
 

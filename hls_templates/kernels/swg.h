@@ -38,8 +38,11 @@ inline ap_uint<SIMD * OutF::BITS> recode(const ap_uint<SIMD * InF::BITS> &x, boo
 // (finn-hlslib's ConvolutionInputGenerator schedule). The line buffer holds KH/SH+1 blocks of SH
 // padded rows, circular over rows; a phase reads the window rows from some blocks while the next
 // rows go into another one.
+// DW (depthwise order, for a VVAU or an average pool): the same loop emits each window in
+// (channel fold, kh, kw) order, SIMD channels per word, so that a word holds one kernel position of
+// the channels a PE group computes.
 template <int H, int W, int C, int KH, int KW, int SH, int SW, int PT, int PL, int PB, int PR, int SIMD,
-          class InF, class OutF>
+          class InF, class OutF, bool DW = false>
 void sliding_window(hls::stream<ap_uint<SIMD * InF::BITS> > &in, hls::stream<ap_uint<SIMD * OutF::BITS> > &out) {
     const int CF = C / SIMD;
     const int HP = H + PT + PB;
@@ -86,7 +89,11 @@ void sliding_window(hls::stream<ap_uint<SIMD * InF::BITS> > &in, hls::stream<ap_
             const int ih = oh * SH + kh;
             const int iw = ow * SW + kw;
             const bool inside = ih >= PT && ih < PT + H && iw >= PL && iw < PL + W;
-            const ap_uint<SIMD * InF::BITS> x = lines[eb][es * ROW + iw * CF + cf];
+            // row oh*SH + kh sits in block top + kh/SH at row kh%SH (eb, es track it in (kh, kw, c) order)
+            const int db = top + kh / SH;
+            const int xb = DW ? (db >= BLOCKS ? db - BLOCKS : db) : eb;
+            const int xs = DW ? kh % SH : es;
+            const ap_uint<SIMD * InF::BITS> x = lines[xb][xs * ROW + iw * CF + cf];
 #ifdef CODESIGN_CSIM_FAST
             const ap_uint<SIMD * OutF::BITS> y = csim::recode<SIMD, InF, OutF>(x, inside);
 #else
@@ -98,7 +105,18 @@ void sliding_window(hls::stream<ap_uint<SIMD * InF::BITS> > &in, hls::stream<ap_
             }
 #endif
             out.write(y);
-            if (++cf == CF) {
+            if (DW) {
+                if (++kw == KW) {
+                    kw = 0;
+                    if (++kh == KH) {
+                        kh = 0;
+                        if (++cf == CF) {
+                            cf = 0;
+                            ow++;
+                        }
+                    }
+                }
+            } else if (++cf == CF) {
                 cf = 0;
                 if (++kw == KW) {
                     kw = 0;

@@ -8,14 +8,14 @@ from typing import Any
 
 import numpy as np
 
-from hw_space.fold_axes import FoldAxis
-from hw_space.layers.base import FoldArrays, HwKind, Resources, _ints, _res
+from hw_space.layers.base import FoldArrays, Resources, _ints, _res
+from hw_space.layers.channel_pool import ChannelPool
 from hw_space.memory import cdiv, memory_cost
 from hw_space.schedules import max_pool_axis_flags
 
 
 @dataclass(frozen=True)
-class MaxPool(HwKind):
+class MaxPool(ChannelPool):
     """Streaming max-pool over integer activations, PE channels per cycle.
 
     Our own formula (FINN marks its StreamingMaxPool estimate inaccurate): the kernel reads every
@@ -32,7 +32,6 @@ class MaxPool(HwKind):
     stride: int
     template = "maxpool"
     kind = "pool"
-    AXIS_LABELS = {"pe": ("channels", "PE")}
 
     def legal(self, pe):
         return self.fold_axes()[0].legal(pe)
@@ -62,25 +61,8 @@ class MaxPool(HwKind):
         return _res(pe, lut=100 + 2 * pe * bits + lut, ff=64 + 2 * pe * bits, bram=bram, uram=uram, lutram=lut)
 
     # ------------------------------------------------------------------ the uniform interface
-    def fold_axes(self) -> tuple[FoldAxis, ...]:
-        return (FoldAxis("pe", self.channels, "channels"),)
-
-    def defaults(self) -> dict[str, int]:
-        """All channels per cycle: FINN's StreamingMaxPool takes a whole pixel per cycle and
-        comparators are cheap."""
-        return {"pe": self.channels}
-
-    def in_elems(self, a: FoldArrays) -> np.ndarray:
-        return a.pe
-
-    def out_elems(self, a: FoldArrays) -> np.ndarray:
-        return a.pe
-
     def stage_cycles(self, a: FoldArrays) -> np.ndarray:
         return self.cols_cycles(a.pe)
-
-    def stage_resources(self, a: FoldArrays) -> Resources:
-        return self.resources(a.pe, a.in_bits)
 
     def stage_width(self, a: FoldArrays) -> np.ndarray:
         return self.width(a.pe, a.in_bits)
@@ -92,9 +74,6 @@ class MaxPool(HwKind):
 
     def schedule(self, d: dict[str, int], cycles: int) -> tuple[np.ndarray, np.ndarray]:
         return max_pool_axis_flags(d["outer"], d["n"], d["inner"], d["k"], d["stride"])
-
-    def summary(self, d: dict[str, int], width: int) -> dict[str, Any]:
-        return {"pe": d["pe"]}
 
 
 @dataclass(frozen=True)

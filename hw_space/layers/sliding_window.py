@@ -114,3 +114,20 @@ class SlidingWindow(HwKind):
 
     def summary(self, d: dict[str, int], width: int) -> dict[str, Any]:
         return {"simd": d["simd"]}
+
+
+@dataclass(frozen=True)
+class DepthwiseWindow(SlidingWindow):
+    """The sliding window feeding a depthwise VVAU or an average pool: the same line buffer and loop
+    (so the same cycles, FINN's ConvolutionInputGenerator formula), but each window is emitted in
+    (channel fold, kh, kw) order, PE channels per word (FINN's depthwise SWG mode): the word size is
+    the PE of the layer it feeds, so it has no folding axis of its own."""
+
+    AXIS_LABELS = {}
+
+    def fold_axes(self) -> tuple[FoldAxis, ...]:
+        return ()
+
+    def resolve(self, a: FoldArrays) -> FoldArrays:
+        """PE channels per word: the consumer's PE."""
+        return a.with_(swg_simd=a.pe)

@@ -132,7 +132,8 @@ class Relu(Op):
 
 @dataclass
 class Conv(Op):
-    """2D convolution, group 1, weights quantized per output channel; bias float or None."""
+    """2D convolution, weights quantized per output channel; bias float or None; `groups` channel
+    groups (ONNX `group`: weights (Cout, Cin/groups, KH, KW))."""
 
     weight: QTensor | None = None
     bias: np.ndarray | None = None
@@ -141,6 +142,19 @@ class Conv(Op):
     pads: tuple[int, int, int, int] = (0, 0, 0, 0)  # top, left, bottom, right
     in_shape: tuple[int, int, int] = (1, 1, 1)  # C, H, W
     out_shape: tuple[int, int, int] = (1, 1, 1)
+    groups: int = 1
+
+
+@dataclass
+class AvgPool(Op):
+    """2D average pool without padding, floor mode (AveragePool), or over the whole map (`whole`:
+    GlobalAveragePool, ReduceMean over H and W): the mean of real values, a float."""
+
+    kernel: tuple[int, int] = (2, 2)
+    stride: tuple[int, int] = (2, 2)
+    in_shape: tuple[int, int, int] = (1, 1, 1)
+    out_shape: tuple[int, ...] = (1, 1, 1)
+    whole: bool = False
 
 
 @dataclass

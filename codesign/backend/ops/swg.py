@@ -15,8 +15,10 @@ from hw_space.fold_axes import FoldAxis
 
 @dataclass
 class SlidingWindow(HardwareOp):
-    """Sliding-window generator: for every output pixel, the K*K*C window in (kh, kw, c) order.
-    Padding inserts value 0; bipolar input with padding is widened to int2 (out_fmt)."""
+    """Sliding-window generator: for every output pixel, the K*K*C window in (kh, kw, c) order
+    (depthwise: in (channel fold, kh, kw) order on the stream, SIMD channels per word; the reference
+    keeps the (kh, kw, c) order). Padding inserts value 0; bipolar input with padding is widened to
+    int2 (out_fmt)."""
 
     ifm: tuple[int, int, int] = (1, 1, 1)  # H, W, C
     kernel: tuple[int, int] = (1, 1)
@@ -25,6 +27,7 @@ class SlidingWindow(HardwareOp):
     in_fmt: IntFmt = IntFmt(8, False)
     out_fmt: IntFmt = IntFmt(8, False)
     simd: int = 1
+    depthwise: bool = False  # emits each window in (channel fold, kh, kw) order (for a VVAU or an average pool)
 
     model_kind: ClassVar[str] = "swg"
     is_window: ClassVar[bool] = True
@@ -96,8 +99,10 @@ def _swg_context(item: SlidingWindow, view: StageView) -> dict[str, Any]:
     t, l, b, r = item.pads
     return {"h": ih, "w": iw, "c": ic, "kh": item.kernel[0], "kw": item.kernel[1],
             "sh": item.stride[0], "sw": item.stride[1], "pads": [t, l, b, r], "simd": item.simd,
+            "depthwise": item.depthwise,
             "in_fmt": cpp_fmt(item.in_fmt), "out_fmt": cpp_fmt(item.out_fmt),
-            "comment": f"{view.ident}: sliding window {item.kernel[0]}x{item.kernel[1]} stride "
+            "comment": f"{view.ident}: {'depthwise ' if item.depthwise else ''}sliding window "
+                       f"{item.kernel[0]}x{item.kernel[1]} stride "
                        f"{item.stride[0]} pads {[t, l, b, r]} on {ih}x{iw}x{ic}, SIMD {item.simd}"}
 
 

@@ -19,11 +19,12 @@ from codesign.backend import activation
 from codesign.backend.dag import chain, connect, op, predecessor, remove, replace_node, successor
 from codesign.backend.formats import IntFmt, QTensor
 from codesign.backend.ops.base import HardwareOp, Op
-from codesign.backend.ops.front import Affine, Conv, Layout, MatMul, MaxPool, Quantizer, Relu, Sink, Source
+from codesign.backend.ops.front import Affine, AvgPool, Conv, Layout, MatMul, MaxPool, Quantizer, Relu, Sink, Source
 from codesign.backend.ops.io import InputStage, OutputStage
 from codesign.backend.ops.maxreduce import MaxReduce
 from codesign.backend.ops.mvau import MVAU
 from codesign.backend.ops.swg import PoolWindow, SlidingWindow
+from codesign.backend.ops.vvau import VVAU, AvgPoolUnit, GlobalAccPool, ones
 from codesign.backend.transforms.base import Transform
 from codesign.backend.transforms.base import where as _where
 from hw_space.errors import CodesignError
@@ -120,7 +121,7 @@ class AbsorbLayout(Transform):
                 values[flat] = item.weight.values
                 g.nodes[key]["op"] = replace_weight(item, values)
                 pos = None
-            elif isinstance(item, (Conv, MaxPool)):
+            elif isinstance(item, (Conv, MaxPool, AvgPool)):
                 if pos.ndim != 4 or not np.array_equal(pos, stream_positions(pos.shape)):
                     raise CodesignError(f"{_where(item)}: a transpose or reshape before it changes the pixel "
                                         "order; only flattening before a fully-connected layer is supported")
@@ -167,7 +168,7 @@ def _lower_conv(item: Conv, in_fmt: IntFmt, in_scale: float) -> list[Op]:
         epilogue.append(Affine(name=f"{item.name}.bias", onnx_op="bias", mul=np.ones(1), add=item.bias))
     cout, cin, kh, kw = w.values.shape
     c, h, wd = item.in_shape
-    if cin != c:
+    if cin * item.groups != c:
         raise CodesignError(f"{_where(item)}: weights have {cin} input channels, the data {c}")
     pad_bipolar = in_fmt.bipolar and any(item.pads)
     swg = SlidingWindow(name=f"{item.name}_swg", onnx_op="Conv", ifm=(h, wd, c), kernel=(kh, kw),
@@ -177,6 +178,12 @@ def _lower_conv(item: Conv, in_fmt: IntFmt, in_scale: float) -> list[Op]:
     if (cout, oh, ow) != tuple(item.out_shape):
         raise CodesignError(f"{_where(item)}: output shape {list(item.out_shape)} does not match the "
                             f"kernel, stride and padding ({cout}x{oh}x{ow})")
+    if item.groups > 1:  # depthwise (the front end refuses other groupings): one K*K filter per channel
+        swg.depthwise = True
+        return [swg, VVAU(name=item.name, onnx_op="Conv", mw=kh * kw, mh=cout, reps=oh * ow,
+                          weights=w.values.reshape(cout, kh * kw), w_fmt=w.fmt, in_fmt=swg.out_fmt,
+                          epilogue=epilogue, out_hw=(oh, ow), weight_bits=_weight_bits(w), kernel=(kh, kw),
+                          stride=item.stride, pads=item.pads)]
     weights = np.transpose(w.values, (0, 2, 3, 1)).reshape(cout, kh * kw * cin)
     mvau = MVAU(name=item.name, onnx_op="Conv", mw=kh * kw * cin, mh=cout, reps=oh * ow, weights=weights,
                 w_fmt=w.fmt, in_fmt=swg.out_fmt, epilogue=epilogue, kind="conv", out_hw=(oh, ow),
@@ -184,12 +191,33 @@ def _lower_conv(item: Conv, in_fmt: IntFmt, in_scale: float) -> list[Op]:
     return [swg, mvau]
 
 
+def _lower_avgpool(item: AvgPool, in_fmt: IntFmt, in_scale: float) -> list[Op]:
+    """AveragePool -> depthwise-order SlidingWindow + AvgPoolUnit; GlobalAveragePool (ReduceMean over
+    H, W) -> GlobalAccPool. Both sum integer values; the mean's real value (sum x input scale / count)
+    starts their epilogue, which the quantizer after them turns into thresholds."""
+    c, h, w = item.in_shape
+    count = item.kernel[0] * item.kernel[1]
+    values, w_fmt = ones(c, h * w if item.whole else count)
+    epilogue: list[Op] = [Affine(name=f"{item.name}.mean", onnx_op="mean", mul=np.array([in_scale / count]),
+                                 add=np.zeros(1))]
+    if item.whole:
+        return [GlobalAccPool(name=item.name, onnx_op=item.onnx_op, mw=h * w, mh=c, reps=1, weights=values,
+                              w_fmt=w_fmt, in_fmt=in_fmt, epilogue=epilogue, weight_bits=1)]
+    swg = SlidingWindow(name=f"{item.name}_swg", onnx_op=item.onnx_op, ifm=(h, w, c), kernel=item.kernel,
+                        stride=item.stride, in_fmt=in_fmt, out_fmt=in_fmt, depthwise=True)
+    oh, ow = swg.ofm
+    return [swg, AvgPoolUnit(name=item.name, onnx_op=item.onnx_op, mw=count, mh=c, reps=oh * ow, weights=values,
+                             w_fmt=w_fmt, in_fmt=in_fmt, epilogue=epilogue, out_hw=(oh, ow), weight_bits=1,
+                             pool_kernel=item.kernel, pool_stride=item.stride)]
+
+
 # products by front-end class: (op, input format, input scale) -> the hardware ops replacing it
-LOWER_PRODUCT = {MatMul: _lower_matmul, Conv: _lower_conv}
+LOWER_PRODUCT = {MatMul: _lower_matmul, Conv: _lower_conv, AvgPool: _lower_avgpool}
 
 
 class LowerCompute(Transform):
-    """Conv -> SlidingWindow + MVAU; MatMul -> MVAU (LOWER_PRODUCT). The MVAU's epilogue starts with
+    """Conv -> SlidingWindow + MVAU (depthwise: + VVAU); MatMul -> MVAU; average pools -> their
+    accumulating units (LOWER_PRODUCT). The MVAU's epilogue starts with
     the real value of the accumulator (input scale x weight scale) plus the bias."""
 
     def run(self, g: nx.DiGraph) -> None:
