@@ -63,6 +63,11 @@ class SearchConfig:
     # the Pareto front's objectives (codesign.search.objectives.OBJECTIVES): evolution's selection, the
     # front, the best-trade-off choice, and the reward's metric when no target is given
     objectives: tuple[str, ...] = ("accuracy", "fps")
+    # where trainings run: "process" (a pool of --workers processes, inline for one) or "ray" (Ray tasks,
+    # codesign.search.ray_executor; on the cluster at ray_address, else a local runtime)
+    executor: str = "process"
+    ray_address: str | None = None
+    ray_cpus_per_task: int | None = None  # None: the torch threads per worker (train_threads)
 
     @property
     def reward_kind(self) -> str:
@@ -108,6 +113,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true", help="continue the run in --out where it stopped")
     parser.add_argument("--workers", type=int, help="candidates trained in parallel processes (default 2, or 1 "
                         "on a one-core machine)")
+    parser.add_argument("--executor", choices=("process", "ray"),
+                        help="where candidates train: process (default: --workers local processes) or ray (Ray tasks; "
+                             "needs pip install -e '.[ray]'; see docs/ray.md)")
+    parser.add_argument("--ray-address", metavar="ADDR",
+                        help="with --executor ray: the cluster's address (HOST:PORT of the head node, ray://HOST:PORT or "
+                             "auto; default: start a local Ray runtime)")
+    parser.add_argument("--ray-cpus-per-task", type=int, metavar="N",
+                        help="with --executor ray: CPUs each training task asks Ray for, and its torch threads "
+                             "(default: the threads per worker of the process pool)")
     parser.add_argument("--epochs", type=int, help=f"training epochs per candidate (default {DEFAULT_EPOCHS})")
     parser.add_argument("--skip-hls", action="store_true", help="do not emit and verify the HLS of the chosen design")
     from codesign.search.report import CHOOSE_RULES  # the rules choosing one design from the front
@@ -128,7 +142,9 @@ def _config_from(args: argparse.Namespace, saved: dict[str, Any] | None) -> Sear
              "time_budget_min": args.time_budget, "target_fps": args.target_fps,
              "target_latency_us": args.target_latency_us, "max_util": args.max_util, "strategy": args.strategy,
              "rl_mode": args.rl_mode, "reward": args.reward, "seed": args.seed, "workers": args.workers,
-             "epochs": args.epochs, "skip_hls": args.skip_hls or None}
+             "epochs": args.epochs, "skip_hls": args.skip_hls or None, "executor": getattr(args, "executor", None),
+             "ray_address": getattr(args, "ray_address", None),
+             "ray_cpus_per_task": getattr(args, "ray_cpus_per_task", None)}
     if saved is None:
         workers = min(2, os.cpu_count() or 1)
         base = SearchConfig(board=args.board, workers=workers)
@@ -147,7 +163,23 @@ def _config_from(args: argparse.Namespace, saved: dict[str, Any] | None) -> Sear
         if args.time_budget is None:
             cfg = replace(cfg, time_budget_min=saved.get("time_budget_min"))
     _validate(cfg)
+    _check_executor(cfg, given)
     return cfg
+
+
+def _check_executor(cfg: SearchConfig, given: dict[str, Any]) -> None:
+    """The Ray flags go with --executor ray, which needs Ray installed (one line saying how, else)."""
+    if cfg.executor != "ray":
+        for key in ("ray_address", "ray_cpus_per_task"):
+            if given[key] is not None:
+                raise CodesignError(f"--{key.replace('_', '-')} needs --executor ray (the run's executor is "
+                                    f"{cfg.executor})")
+        return
+    if cfg.ray_cpus_per_task is not None and cfg.ray_cpus_per_task < 1:
+        raise CodesignError("--ray-cpus-per-task must be >= 1")
+    from codesign.search.ray_executor import require_ray
+
+    require_ray()
 
 
 def _setting(value: Any) -> str:
@@ -249,7 +281,11 @@ class SearchRun:
         t = time.perf_counter()
         self._setup()
         self._stage("setup (space, board, reward target)", t)
-        study = self._study()
+        try:
+            study = self._study()
+        except BaseException:  # e.g. a journal that does not replay: stop what the executor started (Ray)
+            self.executor.close(kill=True)
+            raise
         try:
             study.run()
         except KeyboardInterrupt as stop:  # Ctrl-C, SIGTERM, SIGHUP (codesign.search.runguard.StopRequested)
@@ -295,12 +331,40 @@ class SearchRun:
 
         self.objectives = objective_list(cfg.objectives)
         self.reward = self._reward()
-        self.out.mkdir(parents=True, exist_ok=True)
-        if not self.resuming:
-            save_space(self.space, self.out / SPACE)
-        from hw_space.design import atomic_write_text
+        self.executor = self._executor()  # connects to Ray: an unreachable cluster fails before the first file
+        try:
+            self.out.mkdir(parents=True, exist_ok=True)
+            if not self.resuming:
+                save_space(self.space, self.out / SPACE)
+            from hw_space.design import atomic_write_text
 
-        atomic_write_text(self.out / CONFIG, json.dumps(asdict(cfg), indent=2) + "\n")
+            atomic_write_text(self.out / CONFIG, json.dumps(asdict(cfg), indent=2) + "\n")
+        except BaseException:
+            self.executor.close(kill=True)
+            raise
+
+    def _executor(self):
+        """The run's proxy training budget and the executor its trainings run on (codesign.search.executors)."""
+        from codesign.search.executors import make_executor
+        from codesign.search.training import proxy_budget, train_threads
+
+        cfg = self.cfg
+        ray = None
+        threads = train_threads(cfg.dataset, cfg.workers)
+        if cfg.executor == "ray":
+            from codesign.search.ray_executor import RaySettings
+
+            threads = cfg.ray_cpus_per_task or threads
+            ray = RaySettings(cfg.ray_address, threads)
+        self.train_budget = proxy_budget(cfg.epochs, seed=cfg.seed, threads=threads)
+        return make_executor(cfg.workers, threads, ray=ray)
+
+    def _executor_label(self) -> str:
+        cfg = self.cfg
+        if cfg.executor != "ray":
+            return f"{cfg.workers} worker(s)"
+        where = f"the Ray cluster at {cfg.ray_address}" if cfg.ray_address else "a local Ray runtime"
+        return f"{cfg.workers} Ray task(s) at once on {where}, {self.train_budget.threads} CPU(s) each"
 
     def _reward(self):
         from codesign.search.evaluator import Reward, default_target
@@ -321,15 +385,12 @@ class SearchRun:
 
     def _study(self):
         from codesign.search.evaluator import Evaluator
-        from codesign.search.executors import make_executor
         from codesign.search.journal import JOURNAL, STATE, Journal, load_state
         from codesign.search.objectives import use_objectives
         from codesign.search.strategies import make_strategy
         from codesign.search.study import StopRule, Study, progress_printer
-        from codesign.search.training import proxy_budget, train_threads
 
         cfg = self.cfg
-        self.train_budget = proxy_budget(cfg.epochs, seed=cfg.seed, threads=train_threads(cfg.dataset, cfg.workers))
         self.strategy = make_strategy(cfg.strategy, self.space, seed=cfg.seed, rl_mode=cfg.rl_mode)
         use_objectives(self.strategy, self.objectives, self.reward)
         short = getattr(self.strategy, "short_run_warning", lambda trials: None)(cfg.trials)
@@ -338,7 +399,7 @@ class SearchRun:
             self.notes.append(short)
         self.evaluator = Evaluator(self.space, self.board, self.reward, cfg.dataset, cfg.data_dir, self.train_budget,
                                    cfg.max_util, models_dir=self.out / "models", strategy_name=self._strategy_label(),
-                                   executor=make_executor(cfg.workers, self.train_budget.threads))
+                                   executor=self.executor)
         self.journal = Journal(self.out / JOURNAL)
         stop = StopRule(max_trials=cfg.trials,
                         time_budget_s=cfg.time_budget_min * 60 if cfg.time_budget_min is not None else None)
@@ -352,7 +413,7 @@ class SearchRun:
             self._log(f"resuming {self.out}: {len(records)} candidates journaled, "
                       f"{sum(r.status == 'trained' for r in records)} networks trained{again}")
         self._log(f"search: {self._strategy_label()} on {cfg.dataset} / {self.board.name}, {cfg.trials} candidates, "
-                  f"{cfg.epochs} epochs each, {cfg.workers} worker(s); reward {self.reward.kind}, "
+                  f"{cfg.epochs} epochs each, {self._executor_label()}; reward {self.reward.kind}, "
                   f"target {self.reward.target:,.6g} {self.reward.objective.unit}")
         return study
 
@@ -526,7 +587,7 @@ class SearchRun:
             space_size=self.space.count(), records=self.records, reward_formula=self.reward.formula(),
             front=self.front, choice=self.choice, stages=self.stages, hls=self.hls,
             budget=f"{self.cfg.epochs} epochs of QAT (quant.train, seed {self.cfg.seed}, batch 64, "
-                   f"{self.train_budget.threads} torch thread(s) per worker, {self.cfg.workers} worker(s))",
+                   f"{self.train_budget.threads} torch thread(s) per worker, {self._executor_label()})",
             notes=self.notes, objectives=self.objectives)
         write_report(self.out, summary)
         p = pruning_stats(self.records)

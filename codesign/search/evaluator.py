@@ -24,7 +24,16 @@ from codesign.search.executors import Executor, make_executor
 from codesign.search.journal import STARTED, TrialRecord
 from codesign.search.objectives import FPS, PENALTY, SOFT_W, Objective, Reward
 from codesign.search.space import SearchSpace
-from codesign.search.training import Trainer, TrainOutcome, proxy_budget, train_job, train_network, train_threads
+from codesign.search.training import (
+    Trainer,
+    TrainOutcome,
+    keep_checkpoint,
+    proxy_budget,
+    train_job,
+    train_job_detached,
+    train_network,
+    train_threads,
+)
 from hw_space.boards import Board
 from hw_space.design import Design
 from hw_space.errors import CodesignError
@@ -189,8 +198,13 @@ class Evaluator:
         if shared is not None:
             return _then(shared, lambda outcome: self._scored(record, outcome, fresh=False))
         path = self._model_path(key)
-        training = self.executor.submit(train_job, self.trainer, record.design["network"], self.dataset,
-                                        self.data_dir, self.budget, str(path) if path else None)
+        if getattr(self.executor, "shares_files", True):  # the worker writes the checkpoint into the run folder
+            training = self.executor.submit(train_job, self.trainer, record.design["network"], self.dataset,
+                                            self.data_dir, self.budget, str(path) if path else None)
+        else:  # a worker on another machine: its checkpoint comes back as bytes, written here
+            detached = self.executor.submit(train_job_detached, self.trainer, record.design["network"], self.dataset,
+                                            self.data_dir, self.budget, path is not None)
+            training = _then(detached, lambda result: keep_checkpoint(result, path))
         self._trainings[key] = training
         return _then(training, lambda outcome: self._scored(record, outcome, fresh=True))
 

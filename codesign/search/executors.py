@@ -4,8 +4,8 @@ most `capacity` jobs running, and is `close`d (at once, abandoning running jobs,
 `InlineExecutor` runs each job when it is submitted (capacity 1: debugging and one-worker runs, the
 habit of qonnx's inline path for one worker). `ProcessExecutor` runs jobs in spawned worker processes
 that leave Ctrl-C to the search, use their share of the cores and die with the search even when it is
-killed outright. A Ray executor would be one more implementation (Ray's `ObjectRef.future()`); it is
-not part of codesign yet.
+killed outright. `RayExecutor` (codesign.search.ray_executor, Ray being optional) sends jobs to a Ray
+cluster as tasks. Executors whose workers may not see the run folder say so (`shares_files` False).
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ from hw_space.errors import CodesignError
 
 
 class Executor(Protocol):
-    """What the Evaluator needs to run trainings."""
+    """What the Evaluator needs to run trainings (and, optionally, `shares_files`: whether the jobs
+    run where the run folder is; True when absent)."""
 
     capacity: int
 
@@ -38,6 +39,7 @@ class InlineExecutor:
     (an exception the job raises is the future's; Ctrl-C and other BaseExceptions propagate)."""
 
     capacity = 1
+    shares_files = True
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future:
         future: Future = Future()
@@ -56,6 +58,8 @@ class ProcessExecutor:
     that dies (out of memory, killed) fails its job with one CodesignError line, or with the stop
     request when a stop signal went to the whole process group (codesign.search.runguard)."""
 
+    shares_files = True
+
     def __init__(self, workers: int, threads: int = 1):
         self.capacity = max(1, workers)
         self.threads = threads
@@ -71,7 +75,7 @@ class ProcessExecutor:
         inner = self._pool.submit(fn, *args)  # spawns a worker here when all are busy (spawn context)
         self._workers.update((p.pid, p) for p in multiprocessing.active_children() if p.pid not in before)
         outer: Future = Future()
-        inner.add_done_callback(lambda done: _relay(done, outer))
+        inner.add_done_callback(lambda done: relay(done, outer, _pool_failure))
         return outer
 
     def close(self, kill: bool = False) -> None:
@@ -89,28 +93,46 @@ class ProcessExecutor:
             _reap(workers)
 
 
-def make_executor(workers: int, threads: int = 1) -> Executor:
-    """Inline for one worker (no process to spawn, tracebacks in place), else a process pool."""
+def make_executor(workers: int, threads: int = 1, ray: Any = None) -> Executor:
+    """Inline for one worker (no process to spawn, tracebacks in place), else a process pool; Ray tasks
+    when `ray` (codesign.search.ray_executor.RaySettings) is given."""
+    if ray is not None:
+        from codesign.search.ray_executor import RayExecutor
+
+        return RayExecutor(workers, ray)
     return InlineExecutor() if workers <= 1 else ProcessExecutor(workers, threads)
 
 
-def _relay(done: Future, outer: Future) -> None:
-    """Pass a pool future's outcome on; a broken pool (a worker died) becomes one line."""
+def relay(done: Future, outer: Future, translate: Callable[[BaseException], BaseException]) -> None:
+    """Pass an inner future's outcome on to the future a caller holds, its failure translated (nothing
+    when the caller's future is already cancelled: its executor was closed)."""
+    if outer.done():
+        return
     if done.cancelled():
         outer.cancel()
         return
     exc = done.exception()
-    if isinstance(exc, BrokenProcessPool):
-        from codesign.search import runguard
-
-        stop = runguard.requested()
-        exc = runguard.StopRequested(stop) if stop is not None else CodesignError(
-            "a training worker process died (out of memory, or killed?); the journal is consistent: continue the "
-            "run with --resume")
     if exc is not None:
-        outer.set_exception(exc)
+        outer.set_exception(translate(exc))
     else:
         outer.set_result(done.result())
+
+
+def worker_died(what: str, detail: str = "") -> BaseException:
+    """A worker that died, as the run sees it: the stop request when a stop signal went to the whole
+    process group (codesign.search.runguard), else one line saying the run can be resumed."""
+    from codesign.search import runguard
+
+    stop = runguard.requested()
+    if stop is not None:
+        return runguard.StopRequested(stop)
+    return CodesignError(f"{what} died (out of memory, or killed?){detail}; the journal is consistent: continue the run "
+                         "with --resume")
+
+
+def _pool_failure(exc: BaseException) -> BaseException:
+    """A broken pool (a worker died) becomes one line; a job's own exception passes as it is."""
+    return worker_died("a training worker process") if isinstance(exc, BrokenProcessPool) else exc
 
 
 def _reap(processes: list[Any], timeout: float = 5.0) -> None:
@@ -191,4 +213,5 @@ def worker_init(threads: int, parent_pid: int | None = None) -> None:
     torch.set_num_threads(threads)
 
 
-__all__ = ["Executor", "InlineExecutor", "ProcessExecutor", "exit_if_orphaned", "make_executor", "worker_init"]
+__all__ = ["Executor", "InlineExecutor", "ProcessExecutor", "exit_if_orphaned", "make_executor", "relay", "worker_died",
+           "worker_init"]

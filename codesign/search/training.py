@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from typing import Any
 from codesign.search.executors import exit_if_orphaned
 from hw_space.design import Network, design_from_dict
 from hw_space.errors import CodesignError
+from hw_space.files import atomic_output
 from quant.train import Budget
 
 
@@ -56,10 +58,13 @@ def train_network(network: Network, dataset: str, data_dir: str | None, budget: 
         try:
             quant.save_checkpoint(result.model, network, model_path)
         except (OSError, RuntimeError) as exc:  # torch reports a full disk as RuntimeError("... unexpected pos")
-            raise CodesignError(f"cannot write the model checkpoint: {_write_failure(exc, model_path)}; the run stays "
-                                "resumable (free the space or fix the folder, then add --resume)",
-                                source=str(model_path)) from None
+            raise _unwritable(exc, model_path) from None
     return TrainOutcome(float(result.accuracy), seconds, int(result.epochs), str(result.reason))
+
+
+def _unwritable(exc: BaseException, model_path: Path) -> CodesignError:
+    return CodesignError(f"cannot write the model checkpoint: {_write_failure(exc, model_path)}; the run stays "
+                         "resumable (free the space or fix the folder, then add --resume)", source=str(model_path))
 
 
 def _write_failure(exc: BaseException, path: Path) -> str:
@@ -81,4 +86,28 @@ def train_job(trainer: Trainer, network_dict: dict[str, Any], dataset: str, data
     return trainer(network, dataset, data_dir, budget, Path(model_path) if model_path else None)
 
 
-__all__ = ["TrainOutcome", "Trainer", "proxy_budget", "train_job", "train_network", "train_threads"]
+def train_job_detached(trainer: Trainer, network_dict: dict[str, Any], dataset: str, data_dir: str | None,
+                       budget: Budget, keep_model: bool) -> tuple[TrainOutcome, bytes | None]:
+    """train_job for a worker that may not see the run folder (a node of a Ray cluster): the checkpoint
+    is written to a temporary folder of the worker and comes back as bytes, for `keep_checkpoint`."""
+    with tempfile.TemporaryDirectory(prefix="codesign-train-") as tmp:
+        path = Path(tmp) / "model.pt" if keep_model else None
+        outcome = train_job(trainer, network_dict, dataset, data_dir, budget, str(path) if path else None)
+        return outcome, path.read_bytes() if path is not None and path.exists() else None
+
+
+def keep_checkpoint(result: tuple[TrainOutcome, bytes | None], model_path: Path | None) -> TrainOutcome:
+    """Write the checkpoint bytes a detached training returned to model_path (atomically; a failed write
+    is the same CodesignError line as in train_network); its outcome."""
+    outcome, data = result
+    if model_path is not None and data is not None:
+        try:
+            with atomic_output(model_path) as tmp:
+                tmp.write_bytes(data)
+        except OSError as exc:
+            raise _unwritable(exc, model_path) from None
+    return outcome
+
+
+__all__ = ["TrainOutcome", "Trainer", "keep_checkpoint", "proxy_budget", "train_job", "train_job_detached",
+           "train_network", "train_threads"]
