@@ -1,61 +1,181 @@
-"""Search quality: hypervolume of the accuracy-FPS front reached by rl, evolution and random at the
-same number of trained candidates and the same seeds, printed as ratios to random.
+"""Search quality: hypervolume of the accuracy-FPS front reached by rl (each mode), evolution and random at
+the same number of trained candidates and the same seeds, printed as ratios to random with their spread.
 
-Each (strategy, seed) run is a Study on the default space with the real cost model and real QAT
-(quant.train) on digits, stopped after --trained trainings. Hypervolume: accuracy in [0, 1] and
-log10 FPS min-max normalized over every candidate of every run; reference point (accuracy 0, FPS min).
-Runs execute in parallel processes (--jobs), one torch thread each.
+Each (strategy, seed) run is a Study with the real cost model and real QAT (quant.train), stopped after
+--trained trainings (a network trained earlier in the same run is "cached" and not counted; candidates the
+cost model prunes are never trained). Hypervolume: accuracy in [0, 1] (reference 0) times log10 FPS
+min-max normalized over every candidate of every run of the invocation (reference: the slowest FPS).
+The ratio of a run is its hypervolume over the mean hypervolume of the random runs.
 
-    /work/venv/bin/python benchmarks/search_quality.py            # ~10-15 min on 2 cores
-    /work/venv/bin/python benchmarks/search_quality.py --trained 20 --seeds 3 --epochs 2   # quick look
+Datasets and their proxy training (the defaults; every value has a flag):
+- digits: the default space on 1x8x8, 40 trained candidates per run, 4 QAT epochs on the whole
+  training split (1,437 frames), accuracy on the whole test split (360 frames).
+- fashion-mnist (--data-dir with the four IDX files, e.g. /usr/share/datasets/fashion-mnist):
+  benchmarks/spaces/fashion_mnist.yaml on 1x28x28, 20 trained candidates per run, 1 QAT epoch on a
+  10 % subset of the training set (6,000 frames drawn with training seed 0, the same for every
+  network), accuracy on the first 2,000 of the 10,000 test images.
+Every training uses seed 0, batch 64, no early stopping, one torch thread; it is deterministic (the
+same network gives the same accuracy), so trainings are cached on disk (--cache-dir) by the network's
+content hash and the training settings, and shared by every strategy, seed and later invocation: a
+network that two runs both train is trained once. Each run still counts it as one of its trainings.
+Runs execute in parallel processes (--jobs).
+
+    PYTHONPATH=. python benchmarks/search_quality.py --dataset fashion-mnist \\
+        --data-dir /usr/share/datasets/fashion-mnist          # 15 runs; see docs/benchmarks.md
+    PYTHONPATH=. python benchmarks/search_quality.py          # digits, rl (combined) / evolution / random
+
+Latest results (tables, dates, commits, wall times): docs/benchmarks.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import multiprocessing
 import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
 from codesign.search.pareto import hypervolume_2d, log_normalize
 
+SPACES = Path(__file__).parent / "spaces"
 
-def run_one(strategy: str, seed: int, board: str, trained: int, epochs: int, rl_mode: str) -> dict:
-    """One search; returns its (accuracy, FPS) points and pruning counts."""
+
+@dataclass(frozen=True)
+class Setting:
+    """What every run of one invocation shares: data, proxy training, space, board, budget."""
+
+    dataset: str
+    data_dir: str | None
+    board: str
+    space: str | None      # a space file; None = the default space
+    trained: int           # trained candidates per run
+    epochs: int
+    subset: float          # fraction of the training set each candidate trains on
+    test_samples: int      # accuracy on the first N test images (0 = all)
+    asked: int             # candidates per run at most (trained, cached and pruned)
+    cache_dir: str
+    population: int        # evolution's population (it breeds only after this many candidates)
+    rl_options: tuple[tuple[str, float], ...] = ()  # RLStrategy options other than the mode
+
+
+DEFAULTS = {
+    "digits": {"trained": 40, "asked": 800, "epochs": 4, "subset": 1.0, "test_samples": 0, "space": None,
+               "population": 16},
+    "fashion-mnist": {"trained": 12, "asked": 36, "epochs": 1, "subset": 0.05, "test_samples": 2000,
+                      "space": str(SPACES / "fashion_mnist.yaml"), "population": 6},
+}
+
+
+class CachedTrainer:
+    """quant.train on the fixed test subset, behind a cache on disk keyed by the network's content hash
+    and every training setting (a Trainer: codesign.search.training). Safe across processes: each
+    entry is one file written atomically (two runs training one network at once both write it)."""
+
+    def __init__(self, cache_dir: str, test_samples: int):
+        self.cache_dir = Path(cache_dir)
+        self.test_samples = test_samples
+        self.hits = 0
+        self.trained_s = 0.0
+
+    def key(self, network, dataset: str, budget) -> str:
+        settings = {k: v for k, v in asdict(budget).items() if k != "threads"}
+        text = json.dumps({"network": network.content_hash(), "dataset": dataset, "budget": settings,
+                           "test_samples": self.test_samples}, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+    def __call__(self, network, dataset: str, data_dir: str | None, budget, model_path=None):
+        import quant
+        from codesign.search.training import TrainOutcome
+        from hw_space.files import atomic_write_text
+
+        path = self.cache_dir / f"{self.key(network, dataset, budget)}.json"
+        if path.exists():
+            self.hits += 1
+            return TrainOutcome(**json.loads(path.read_text()))
+        data = quant.load_dataset(dataset, data_dir)
+        if self.test_samples:
+            data = replace(data, x_test=data.x_test[:self.test_samples], y_test=data.y_test[:self.test_samples])
+        result = quant.train(network, data, budget)
+        outcome = TrainOutcome(float(result.accuracy), float(result.train_seconds), int(result.epochs),
+                               str(result.reason))
+        self.trained_s += outcome.seconds
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, json.dumps(asdict(outcome)))
+        return outcome
+
+
+def label(strategy: str, mode: str) -> str:
+    return f"rl:{mode}" if strategy == "rl" else strategy
+
+
+def bench_space(s: Setting):
+    """The run's search space bound to the dataset's frame and the board."""
+    from codesign.search.space import Context, load_space
+    from quant.data import dataset_info
+
+    shape = dataset_info(s.dataset).shape
+    return load_space(s.space, context=Context(shape.channels, shape.height, shape.width, 10, board=s.board))
+
+
+def fps_target(s: Setting) -> float:
+    """The reward's FPS target, the same for every run: the median FPS of 500 random fitting designs
+    (kept in the cache folder, by space and board: it takes minutes on a busy machine)."""
+    from codesign.search.evaluator import default_fps_target
+    from hw_space.boards import load_board
+    from hw_space.files import atomic_write_text
+
+    space = bench_space(s)
+    key = hashlib.sha256(json.dumps([space.to_dict(), s.board], sort_keys=True).encode()).hexdigest()[:32]
+    path = Path(s.cache_dir) / f"target-{key}.json"
+    if path.exists():
+        return float(json.loads(path.read_text())["fps"])
+    fps = default_fps_target(space, load_board(s.board), 0.85, seed=0)
+    Path(s.cache_dir).mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps({"fps": fps}))
+    return fps
+
+
+def run_one(strategy: str, mode: str, seed: int, s: Setting, target: float) -> dict:
+    """One search; returns its (accuracy, FPS) points, pruning counts and the cache's work."""
     import torch
 
-    from codesign.search.evaluator import Evaluator, Reward, default_fps_target
+    from codesign.search.evaluator import Evaluator, Reward
     from codesign.search.journal import Journal
     from codesign.search.report import pruning_stats
-    from codesign.search.space import Context, load_space
     from codesign.search.strategies import make_strategy
     from codesign.search.study import StopRule, Study
     from codesign.search.training import proxy_budget
     from hw_space.boards import load_board
 
     torch.set_num_threads(1)
-    b = load_board(board)
-    space = load_space(context=Context(1, 8, 8, 10, board=board))
-    target = default_fps_target(space, b, 0.85, seed=0)  # the same reward for every run
-    evaluator = Evaluator(space, b, Reward("fps", target, "soft"), "digits",
-                          budget=proxy_budget(epochs, seed=0, threads=1), workers=1)
+    b = load_board(s.board)
+    space = bench_space(s)
+    trainer = CachedTrainer(s.cache_dir, s.test_samples)
+    evaluator = Evaluator(space, b, Reward("fps", target, "soft"), s.dataset, data_dir=s.data_dir,
+                          budget=proxy_budget(s.epochs, seed=0, threads=1, subset=s.subset), workers=1,
+                          trainer=trainer)
+    options = ({"rl_mode": mode, **dict(s.rl_options)} if strategy == "rl" else
+               {"population": s.population} if strategy == "evolution" else {})
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="codesign-bench-") as tmp:
-        study = Study(make_strategy(strategy, space, seed=seed, rl_mode=rl_mode), evaluator,
+        study = Study(make_strategy(strategy, space, seed=seed, **options), evaluator,
                       Journal(Path(tmp) / "journal.jsonl"), Path(tmp) / "state.pt",
-                      StopRule(max_trained=trained, max_trials=trained * 20))
+                      StopRule(max_trained=s.trained, max_trials=s.asked))
         records = study.run()
     points = [(r.accuracy, r.fps) for r in records if r.status != "pruned" and r.accuracy is not None]
     stats = pruning_stats(records)
-    return {"strategy": strategy, "seed": seed, "points": points, "seconds": time.perf_counter() - start,
-            "trials": stats["trials"], "trained": stats["trained"], "cached": stats["cached"],
-            "pruned": stats["pruned"], "rejected_share": stats["rejected_share"], "saved_s": stats["saved_s"],
+    return {"strategy": label(strategy, mode), "seed": seed, "points": points,
+            "seconds": time.perf_counter() - start, "trials": stats["trials"], "trained": stats["trained"],
+            "cached": stats["cached"], "pruned": stats["pruned"], "rejected_share": stats["rejected_share"],
+            "cache_hits": trainer.hits, "train_s": trainer.trained_s,
             "best_accuracy": max((p[0] for p in points), default=0.0)}
 
 
@@ -72,52 +192,103 @@ def hypervolumes(runs: list[dict]) -> list[float]:
     return out
 
 
+def _mean(runs: list[dict], key: str) -> float:
+    return float(np.mean([r[key] for r in runs]))
+
+
+def table(runs: list[dict], order: list[str]) -> list[str]:
+    """The summary lines: per strategy the ratio to random's mean hypervolume (mean +- sd, min-max and
+    per seed), best accuracy, and the mean candidate counts per run."""
+    base = float(np.mean([r["hypervolume"] for r in runs if r["strategy"] == "random"] or [np.nan]))
+    head = (f"{'strategy':<13}{'HV/random':>10}{'sd':>7}{'min-max':>13}  {'per seed':<22}{'HV':>7}{'best acc':>9}"
+            f"{'trained':>8}{'cached':>7}{'pruned':>7}{'asked':>6}")
+    lines = [head]
+    for name in order:
+        rs = sorted((r for r in runs if r["strategy"] == name), key=lambda r: r["seed"])
+        ratios = [r["hypervolume"] / base for r in rs]
+        mean = partial(_mean, rs)
+        lines.append(f"{name:<13}{np.mean(ratios):>10.3f}{np.std(ratios, ddof=1) if len(rs) > 1 else 0:>7.3f}"
+                     f"{min(ratios):>7.3f}-{max(ratios):.3f}  {' '.join(f'{x:.3f}' for x in ratios):<22}"
+                     f"{mean('hypervolume'):>7.4f}{max(r['best_accuracy'] for r in rs):>9.4f}"
+                     f"{mean('trained'):>8.1f}{mean('cached'):>7.1f}{mean('pruned'):>7.1f}{mean('trials'):>6.1f}")
+    return lines
+
+
+def rl_options(ap: argparse.ArgumentParser, items: list[str]) -> tuple[tuple[str, float], ...]:
+    """NAME=VALUE pairs as (name, number); a malformed one is an argparse error (exit code 2)."""
+    out = []
+    for item in items:
+        name, _, value = item.partition("=")
+        try:
+            number = float(value)
+        except ValueError:
+            ap.error(f"--rl-option {item!r}: expected NAME=NUMBER, e.g. hw_variants=2")
+        out.append((name, int(number) if number.is_integer() and name in ("hw_variants", "batch") else number))
+    return tuple(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--dataset", default="digits", choices=tuple(DEFAULTS))
+    ap.add_argument("--data-dir", help="folder with the dataset's files (fashion-mnist)")
     ap.add_argument("--board", default="zc706")
-    ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--trained", type=int, default=40, help="trained candidates per run (default 40)")
-    ap.add_argument("--epochs", type=int, default=4, help="QAT epochs per candidate (default 4)")
+    ap.add_argument("--space", help="space file (default: per dataset, see the docstring)")
+    ap.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 per strategy (default 3)")
+    ap.add_argument("--trained", type=int, help="trained candidates per run")
+    ap.add_argument("--asked", type=int, help="candidates per run at most (the cost model's work; default 3x --trained "
+                    "on fashion-mnist, 20x on digits)")
+    ap.add_argument("--epochs", type=int, help="QAT epochs per candidate")
+    ap.add_argument("--subset", type=float, help="fraction of the training set per candidate")
+    ap.add_argument("--test-samples", type=int, help="accuracy on the first N test images (0 = all)")
     ap.add_argument("--strategies", default="rl,evolution,random")
-    ap.add_argument("--rl-mode", default="combined", choices=("combined", "phase", "separate"))
+    ap.add_argument("--rl-modes", default="combined,phase,separate", help="rl modes to run (comma list)")
+    ap.add_argument("--population", type=int, help="evolution's population (default 6 on fashion-mnist, 16 on digits)")
+    ap.add_argument("--rl-option", action="append", default=[], metavar="NAME=VALUE",
+                    help="an RLStrategy option for every rl run, e.g. hw_variants=2 or lr=0.02 (repeatable)")
     ap.add_argument("--jobs", type=int, default=2, help="runs in parallel (default 2)")
+    ap.add_argument("--cache-dir", default="build/search_quality_cache",
+                    help="training cache shared by runs and invocations (default build/search_quality_cache)")
     ap.add_argument("--json", help="also write every run's numbers to this file")
     args = ap.parse_args(argv)
-    strategies = args.strategies.split(",")
-    jobs = [(s, seed) for seed in range(args.seeds) for s in strategies]
+    d = DEFAULTS[args.dataset]
+    if args.dataset != "digits" and not args.data_dir:
+        ap.error(f"--dataset {args.dataset} needs --data-dir (e.g. /usr/share/datasets/fashion-mnist)")
+    pick = lambda key: getattr(args, key) if getattr(args, key) is not None else d[key]  # noqa: E731
+    asked = args.asked if args.asked is not None else (d["asked"] if args.trained is None else
+                                                       args.trained * d["asked"] // d["trained"])
+    setting = Setting(args.dataset, args.data_dir, args.board, pick("space"), pick("trained"), pick("epochs"),
+                      pick("subset"), pick("test_samples"), asked, args.cache_dir,
+                      pick("population"), rl_options(ap, args.rl_option))
+    runs_of = [(s, m) for s in args.strategies.split(",") for m in (args.rl_modes.split(",") if s == "rl" else [""])]
+    order = [label(s, m) for s, m in runs_of]
+    jobs = [(s, m, seed) for seed in range(args.seeds) for s, m in runs_of]
+    print(f"search quality on {setting.dataset} / {setting.board}: {setting.trained} trained candidates per run "
+          f"(at most {setting.asked} asked), "
+          f"{setting.epochs} epoch(s) on {setting.subset:.0%} of the training set, test "
+          f"{setting.test_samples or 'all'} images, space {setting.space or 'default'}, seeds 0..{args.seeds - 1}",
+          flush=True)
     start = time.perf_counter()
+    target = fps_target(setting)
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=args.jobs, mp_context=ctx) as pool:
-        futures = [pool.submit(run_one, s, seed, args.board, args.trained, args.epochs, args.rl_mode)
-                   for s, seed in jobs]
+        futures = [pool.submit(run_one, s, m, seed, setting, target) for s, m, seed in jobs]
         runs = []
         for f in futures:
             runs.append(f.result())
             r = runs[-1]
-            print(f"  {r['strategy']:<10} seed {r['seed']}: {r['trials']} candidates ({r['trained']} trained, "
+            print(f"  {r['strategy']:<12} seed {r['seed']}: {r['trials']} candidates ({r['trained']} trained, "
                   f"{r['cached']} cached, {r['pruned']} pruned), best accuracy {r['best_accuracy']:.4f}, "
-                  f"{r['seconds']:.0f} s", file=sys.stderr, flush=True)
-    hv = hypervolumes(runs)
-    for r, h in zip(runs, hv):
+                  f"{r['seconds']:.0f} s ({r['train_s']:.0f} s training, {r['cache_hits']} from the cache)",
+                  file=sys.stderr, flush=True)
+    for r, h in zip(runs, hypervolumes(runs)):
         r["hypervolume"] = h
-    by = {s: [r for r in runs if r["strategy"] == s] for s in strategies}
-    mean = {s: float(np.mean([r["hypervolume"] for r in rs])) for s, rs in by.items()}
-    base = mean.get("random")
-    label = "rl" if args.rl_mode == "combined" else f"rl ({args.rl_mode})"
-    print(f"search quality on digits / {args.board}: {args.trained} trained candidates per run, {args.epochs} epochs, "
-          f"seeds 0..{args.seeds - 1}; hypervolume of the accuracy x log-FPS front (normalized, reference "
-          "accuracy 0 / FPS min)")
-    print(f"{'strategy':<16}{'HV mean':>9}{'HV std':>8}{'vs random':>11}  {'per seed':<30}{'candidates':>12}"
-          f"{'rejected':>10}")
-    for s, rs in by.items():
-        hvs = [r["hypervolume"] for r in rs]
-        ratio = f"{mean[s] / base:.3f}" if base else "n/a"
-        name = label if s == "rl" else s
-        print(f"{name:<16}{mean[s]:>9.4f}{np.std(hvs):>8.4f}{ratio:>11}  {' '.join(f'{h:.3f}' for h in hvs):<30}"
-              f"{np.mean([r['trials'] for r in rs]):>12.1f}{np.mean([r['rejected_share'] for r in rs]):>10.1%}")
-    print(f"wall time {time.perf_counter() - start:.0f} s")
+    print("hypervolume of the accuracy x log-FPS front (normalized over all runs; reference accuracy 0 / FPS min); "
+          "HV/random: a run's HV over the mean HV of the random runs (mean, sd and min-max over seeds)")
+    print("\n".join(table(runs, order)))
+    print(f"wall time {time.perf_counter() - start:.0f} s, {sum(r['train_s'] for r in runs):.0f} s of new training "
+          f"({sum(r['cache_hits'] for r in runs)} trainings from the cache)")
     if args.json:
-        Path(args.json).write_text(json.dumps({"args": vars(args), "mean": mean, "runs": runs}, indent=1))
+        Path(args.json).write_text(json.dumps({"setting": asdict(setting), "args": vars(args), "runs": runs}, indent=1))
     return 0
 
 

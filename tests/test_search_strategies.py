@@ -15,7 +15,8 @@ SMALL = space_from_dict({
     "hardware": {"pe": [0.0, 0.5, 1.0], "simd": [0.0, 0.5, 1.0], "weight_memory": ["auto", "lutram", "bram"]}},
     context=Context(1, 8, 8, 10))
 KINDS = [("random", {}), ("evolution", {"population": 6}), ("rl", {"rl_mode": "combined"}),
-         ("rl", {"rl_mode": "phase"}), ("rl", {"rl_mode": "separate"})]
+         ("rl", {"rl_mode": "phase"}), ("rl", {"rl_mode": "separate"}),
+         ("rl", {"rl_mode": "combined", "hw_variants": 2})]
 
 
 def toy_reward(space, target):
@@ -103,6 +104,26 @@ def test_rl_modes_update_the_right_policies():
     assert phases == ["nn"] * 3 + ["hw"] * 4 + ["nn"]
     assert set(RLStrategy(SMALL, mode="separate").controllers) == {"nn", "hw"}
     assert set(RLStrategy(SMALL, mode="combined").controllers) == {"all"}
+
+
+@pytest.mark.parametrize("mode", ["combined", "separate"])
+def test_rl_hardware_variants_keep_the_network_and_teach_only_the_hardware(mode):
+    s = RLStrategy(SMALL, seed=0, mode=mode, hw_variants=2, batch=100)
+    nn = SMALL.nn_positions
+    first = s.ask()
+    variants = [s.ask(), s.ask()]
+    assert all([v[i] for i in nn] == [first[i] for i in nn] for v in variants)
+    assert any(v != first for v in variants)  # the hardware is sampled again
+    fresh = s.ask()  # after k variants: a newly sampled network and its variants
+    assert s.phases == ["both", "hw", "hw", "both"] and s.variant == (fresh, 2)
+    s.tell(first, 0.5)
+    s.tell(variants[0], 0.7)
+    if mode == "combined":  # the variant's network decisions were forced: masked out of its update
+        mask = s.controllers["all"].pending[-1][2]
+        assert not any(mask[i] for i in nn) and any(mask)
+        assert any(s.controllers["all"].pending[0][2][i] for i in nn)
+    else:  # only the hardware policy learns from a variant
+        assert len(s.controllers["nn"].pending) == 1 and len(s.controllers["hw"].pending) == 2
 
 
 def test_controller_batches_and_masks():

@@ -16,13 +16,19 @@ class RLStrategy(BaseStrategy):
     network and hardware decisions together (hardware conditioned on the network); `separate` -
     a network policy and a hardware policy sample their halves, both learn from the one reward;
     `phase` - the two policies take turns: a network phase samples the network with the hardware
-    held at the best candidate's, a hardware phase the other way round."""
+    held at the best candidate's, a hardware phase the other way round.
+
+    `hw_variants` k: every newly sampled network is followed by k proposals that keep it and sample
+    only the hardware from the policy. They cost no training (the network is trained once, then
+    cached), so at a budget of trainings they give the hardware decisions k more rewards per training,
+    rewards that differ by the hardware alone; a variant teaches only the hardware decisions (the
+    network ones were not sampled)."""
 
     name = "rl"
     multi_objective = False  # REINFORCE learns from one number: the reward (codesign.search.objectives.use_objectives)
 
     def __init__(self, space: SearchSpace, seed: int = 0, mode: str = "combined", phase_length: int = 8,
-                 **controller_options: Any):
+                 hw_variants: int = 0, **controller_options: Any):
         from codesign.search.strategies.rl.controller import Controller
 
         if mode not in RL_MODES:
@@ -30,6 +36,8 @@ class RLStrategy(BaseStrategy):
         self.space = space
         self.mode = mode
         self.phase_length = phase_length
+        self.hw_variants = max(0, int(hw_variants))
+        self.variant: tuple[list[int], int] | None = None  # (network to vary, variants still to ask)
         sizes = space.sizes()
         if mode == "combined":
             self.parts = {"all": list(range(len(sizes)))}
@@ -56,6 +64,12 @@ class RLStrategy(BaseStrategy):
         return ("nn", "hw")[(self.asked // self.phase_length) % 2]
 
     def ask(self) -> list[int]:
+        if self.variant is not None:
+            base, left = self.variant
+            self.variant = (base, left - 1) if left > 1 else None
+            self.phases.append("hw")
+            self.asked += 1
+            return self.resample_hardware(base, 1)[0]
         phase = self.phase()
         if self.mode == "combined":
             tokens = self.controllers["all"].sample(1)[0]
@@ -67,6 +81,8 @@ class RLStrategy(BaseStrategy):
                     tokens = self._merge(tokens, part, self.controllers[part].sample(1)[0])
         self.phases.append(phase)
         self.asked += 1
+        if self.hw_variants and phase != "hw":
+            self.variant = (list(tokens), self.hw_variants)
         return tokens
 
     def resample_hardware(self, tokens: list[int], n: int) -> list[list[int]]:
@@ -79,6 +95,9 @@ class RLStrategy(BaseStrategy):
     def tell(self, tokens: list[int], reward: float, objectives: dict[str, float] | None = None) -> None:
         phase = self.phases.pop(0) if self.phases else "both"
         mask = self.space.active(tokens)
+        if phase == "hw" and self.mode == "combined":  # a hardware variant: the network was not sampled
+            hw = set(self.space.hw_positions)
+            mask = [m and i in hw for i, m in enumerate(mask)]
         for part, pos in self.parts.items():
             if part == "all" or phase in ("both", part):
                 self.controllers[part].tell([tokens[i] for i in pos], reward, [mask[i] for i in pos])
@@ -87,7 +106,8 @@ class RLStrategy(BaseStrategy):
 
     def state_dict(self) -> dict[str, Any]:
         return {"controllers": {k: c.state_dict() for k, c in self.controllers.items()}, "best": self.best,
-                "asked": self.asked, "phases": list(self.phases), "mode": self.mode}
+                "asked": self.asked, "phases": list(self.phases), "mode": self.mode,
+                "variant": None if self.variant is None else [list(self.variant[0]), self.variant[1]]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state.get("mode") != self.mode:
@@ -98,6 +118,8 @@ class RLStrategy(BaseStrategy):
         self.best = state["best"]
         self.asked = state["asked"]
         self.phases = list(state["phases"])
+        v = state.get("variant")
+        self.variant = None if v is None else (list(v[0]), int(v[1]))
 
 
 __all__ = ["RL_MODES", "RLStrategy"]
