@@ -154,8 +154,8 @@ def test_a_pool_act_bits_sets_the_bits_of_the_next_layer():
     res = CostModel(net, load_board("zc706")).evaluate_designs([design])
     gap = next(st for st in res.stages if st.name == "gap")
     fifo = next(st for st in res.stages if st.name == "gap_fifo")
-    # 16 channels per word (default PE) of 6 bits = a 96-bit FIFO word; 2^6 - 1 = 63 thresholds per channel,
-    # acc = 4 + log2(16) = 8: requant 100 + 16*(8 + 63*8*ceil(1/64) + 63*8) = 16,356 LUTs; the sums are one
-    # word of 16*8 bits (depth 1: registers, no RAM), so LUT = 16,356
-    assert int(fifo.width[0]) == 96 and int(gap.res.LUT[0]) == 16356
+    # PE 1 (the default of an average pool) of 6 bits = a 6-bit FIFO word; 2^6 - 1 = 63 thresholds per channel,
+    # acc = 4 + log2(16) = 8: requant 100 + 1*(8 + 63*8*ceil(16/64) + 63*8) = 1,116 LUTs; the 16 sums are
+    # 16 words of 8 bits -> LUTRAM (depth <= 64): ceil(16/64)*8 = 8; LUT = 1,124
+    assert int(fifo.width[0]) == 6 and int(gap.res.LUT[0]) == 1124 and int(gap.res.LUTRAM[0]) == 8
     assert "act_bits: 6" in design.to_yaml()
