@@ -143,3 +143,19 @@ def test_plain_conv_files_do_not_write_groups():
     text = design.to_yaml()
     assert text.count("groups") == 1 and "groups: 8" in text
     assert design_from_dict(__import__("yaml").safe_load(text)).network == design.network
+
+
+def test_a_pool_act_bits_sets_the_bits_of_the_next_layer():
+    layers = [dict(layer) for layer in NET["layers"]]
+    layers[4]["act_bits"] = 6  # gap requantizes to 6 bits: the classifier reads 6-bit codes
+    design = _design(layers)
+    net = design.network
+    assert [net.input_bits_of(j) for j in range(len(layers))] == [8, 4, 4, 4, 4, 6]
+    res = CostModel(net, load_board("zc706")).evaluate_designs([design])
+    gap = next(st for st in res.stages if st.name == "gap")
+    fifo = next(st for st in res.stages if st.name == "gap_fifo")
+    # PE 1 (the default of an average pool) of 6 bits = a 6-bit FIFO word; 2^6 - 1 = 63 thresholds per channel,
+    # acc = 4 + log2(16) = 8: requant 100 + 1*(8 + 63*8*ceil(16/64) + 63*8) = 1,116 LUTs; the 16 sums are
+    # 16 words of 8 bits -> LUTRAM (depth <= 64): ceil(16/64)*8 = 8; LUT = 1,124
+    assert int(fifo.width[0]) == 6 and int(gap.res.LUT[0]) == 1124 and int(gap.res.LUTRAM[0]) == 8
+    assert "act_bits: 6" in design.to_yaml()

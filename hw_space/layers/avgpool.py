@@ -55,6 +55,11 @@ class AvgPool(ChannelPool):
         (pe,) = _ints(pe)
         return cdiv(self.channels, pe) * self.k2 * self.ofm
 
+    def defaults(self) -> dict[str, int]:
+        """PE 1 when the design leaves the layer out, as a compute layer: its thresholds and
+        comparators cost as an MVAU's, per lane (a max-pool's comparators are cheap: every channel)."""
+        return {}
+
     def resources(self, pe, bits, out_bits=None) -> Resources:
         """requant_luts with TMEM = C/PE; FFs: the input word, PE accumulators and the output word."""
         pe, bits = _ints(pe, bits)
@@ -95,6 +100,8 @@ class GlobalAvgPool(ChannelPool):
     def cycles(self, pe):
         (pe,) = _ints(pe)
         return self.pixels * cdiv(self.channels, pe)
+
+    defaults = AvgPool.defaults
 
     def resources(self, pe, bits, out_bits=None, style=0) -> Resources:
         """requant_luts with TMEM = C/PE, plus the C running sums: C/PE words of PE*acc bits by the

@@ -84,8 +84,8 @@ class VVAU(MVAU):
 
 
 def _pool_pe(item: MVAU, folds: Mapping[str, LayerFold]) -> int:
-    """A pool's PE: its Design layer's, or every channel when the design leaves it out (as the cost model)."""
-    pe = folds[item.layer].pe if item.layer in folds else item.mh
+    """A pool's PE: its Design layer's, or 1 when the design leaves it out (as the cost model)."""
+    pe = folds[item.layer].pe if item.layer in folds else 1
     item.fold_axes()[0].check(item.layer, pe)
     return pe
 
@@ -114,7 +114,7 @@ class AvgPoolUnit(VVAU):
         return (FoldAxis("pe", self.mh, "channels"),)
 
     def apply_fold(self, folds: Mapping[str, LayerFold], node: Node) -> None:
-        """PE of its Design layer (every channel per cycle when the design leaves it out, as the cost model)."""
+        """PE of its Design layer (1 when the design leaves it out, as the cost model)."""
         self.pe = _pool_pe(self, folds)
         self.simd = 1
         _window_follows(node, self.pe)
@@ -144,7 +144,7 @@ class GlobalAccPool(MVAU):
     fold_axes = AvgPoolUnit.fold_axes
 
     def apply_fold(self, folds: Mapping[str, LayerFold], node: Node) -> None:
-        """PE of its Design layer (default: every channel per cycle)."""
+        """PE of its Design layer (default 1)."""
         self.pe = _pool_pe(self, folds)
         self.simd = 1
 
