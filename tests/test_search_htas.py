@@ -140,6 +140,10 @@ def test_saved_choices_are_reused_for_the_same_board_and_measured_again_for_anot
     monkeypatch.setattr(htas, "choices", refuse)
     again = load_space(path, PYNQ)  # a resume: the saved choices, not a new measurement
     assert again.decisions == space.decisions and again.channels.per_slot == space.channels.per_slot
+    first = dict(space.channels.per_slot)["conv0"]
+    edited = [8 if first[0] != 8 else 9, *first[1:]]
+    path.write_text(path.read_text().replace(f"conv0: {list(first)}", f"conv0: {edited}"))
+    assert dict(load_space(path, PYNQ).channels.per_slot)["conv0"] == tuple(edited)  # the file's lists, as written
     monkeypatch.undo()
     other = load_space(path, ZC706)
     assert other.channels.per_slot == load_space(context=ZC706).channels.per_slot

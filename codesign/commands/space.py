@@ -59,6 +59,9 @@ def table(space: SearchSpace) -> list[str]:
                 f = float(c.fit(x)) if c.fit is not None else float("nan")
                 fit_text = "-" if c.fit is None else f"{f:,.0f}"
                 lines.append(f"  {f'{first}-{last}':>9} {x:>6} {_number(m):>9} {fit_text:>9} {_number(c.score(x)):>8}")
+            kept = spec.at(c.slot)
+            if tuple(kept) != c.chosen:  # a resolved file's saved choices win over a new measurement
+                lines.append(f"  note: the space file keeps its saved choices for {c.slot}: {', '.join(map(str, kept))}")
     return lines
 
 
