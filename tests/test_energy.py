@@ -27,6 +27,7 @@ from codesign.search.space import Context, load_space
 from codesign.search.strategies import make_strategy
 from hw_space.boards import load_board
 from hw_space.design import design_from_dict, save_design
+from hw_space.errors import CodesignError
 from hw_space.estimate import ENERGY_KEYS, estimate
 from hw_space.model import CostModel
 from hw_space.power import ZYNQ_ULTRASCALE_PLUS, energy_batch1_mj, energy_stream_mj, estimate_power, family_of
@@ -200,7 +201,8 @@ def test_search_with_energy_objective_writes_menndl_and_resumes_an_old_journal(t
     tiny = ["search", "--board", "zc706", "--epochs", "1", "--workers", "1", "--skip-hls", "--strategy", "random",
             "--objectives", "accuracy,energy", "--out", str(out)]
     assert main([*tiny, "--trials", "4"]) == 0
-    assert json.loads((out / "config.json").read_text())["objectives"] == ["accuracy", "energy"]
+    config = json.loads((out / "config.json").read_text())
+    assert config["objectives"] == ["accuracy", "energy"] and config["reward_metric"] == "energy"
     # strip the new keys from the journal, as a journal written before them would be, and resume it
     lines = [json.loads(line) for line in (out / "journal.jsonl").read_text().splitlines()]
     for log in lines:
@@ -217,3 +219,22 @@ def test_search_with_energy_objective_writes_menndl_and_resumes_an_old_journal(t
     front = json.loads((out / "pareto.json").read_text())
     assert front["objectives"] == {"accuracy": "max", "energy": "min"}
     assert all(row["energy_mj"] > 0 and row["model_bits"] > 0 for row in front["front"])
+
+
+def test_the_reward_metric_is_kept_on_resume(tmp_path):
+    import argparse
+    from dataclasses import asdict
+
+    from codesign.commands import search
+
+    parser = argparse.ArgumentParser()
+    search.add_arguments(parser)
+    args = parser.parse_args(["--board", "zc706"])
+    saved = asdict(search.SearchConfig(board="zc706", objectives=("accuracy", "LUT")))
+    assert search._config_from(args, {**saved, "reward_metric": "LUT"}).reward_metric == "LUT"
+    # a run saved before the field existed was rewarded on fps whatever its objectives: it stays so
+    old = {k: v for k, v in saved.items() if k != "reward_metric"}
+    assert search._config_from(args, old).reward_metric == "fps"
+    assert search._config_from(args, None).reward_metric is None  # a new run derives it from its objectives
+    with pytest.raises(CodesignError, match="reward_metric 'joules'"):
+        search._config_from(args, {**saved, "reward_metric": "joules"})

@@ -68,6 +68,9 @@ class SearchConfig:
     executor: str = "process"
     ray_address: str | None = None
     ray_cpus_per_task: int | None = None  # None: the torch threads per worker (train_threads)
+    # the objective the reward is on when no target is given (set at the start of a run, so a resume keeps
+    # it; a run saved before it existed was rewarded on fps whatever its objectives)
+    reward_metric: str | None = None
 
     @property
     def reward_kind(self) -> str:
@@ -150,7 +153,7 @@ def _config_from(args: argparse.Namespace, saved: dict[str, Any] | None) -> Sear
         base = SearchConfig(board=args.board, workers=workers)
         cfg = replace(base, **{k: v for k, v in given.items() if v is not None})
     else:
-        cfg = SearchConfig(**saved)
+        cfg = SearchConfig(**{"reward_metric": "fps", **saved})
         cfg = replace(cfg, objectives=tuple(o.name for o in objective_list(cfg.objectives)))  # a JSON list
         for key in _FIXED_ON_RESUME:
             value = given[key]
@@ -196,6 +199,11 @@ def _validate(cfg: SearchConfig) -> None:
     for ok, message in checks:
         if not ok:
             raise CodesignError(message)
+    from codesign.search.objectives import OBJECTIVES
+
+    if cfg.reward_metric is not None and cfg.reward_metric not in OBJECTIVES:
+        raise CodesignError(f"reward_metric {cfg.reward_metric!r} in the run's {CONFIG} is not allowed; allowed: "
+                            f"{', '.join(OBJECTIVES)}")
     if cfg.reward == "hard" and cfg.target_fps is None and cfg.target_latency_us is None:
         raise CodesignError("--reward hard needs --target-fps or --target-latency-us")
 
@@ -331,6 +339,7 @@ class SearchRun:
 
         self.objectives = objective_list(cfg.objectives)
         self.reward = self._reward()
+        cfg = self.cfg = replace(cfg, reward_metric=self.reward.objective.name)
         self.executor = self._executor()  # connects to Ray: an unreachable cluster fails before the first file
         try:
             self.out.mkdir(parents=True, exist_ok=True)
@@ -368,7 +377,7 @@ class SearchRun:
 
     def _reward(self):
         from codesign.search.evaluator import Reward, default_target
-        from codesign.search.objectives import reward_objective
+        from codesign.search.objectives import OBJECTIVES, reward_objective
 
         cfg = self.cfg
         kind = cfg.reward_kind
@@ -377,7 +386,7 @@ class SearchRun:
         if cfg.target_fps is not None:
             return Reward("fps", cfg.target_fps, kind)
         # no target: soft on the run's first objective besides accuracy (fps for the default list)
-        objective = reward_objective(self.objectives)
+        objective = OBJECTIVES[cfg.reward_metric] if cfg.reward_metric else reward_objective(self.objectives)
         target = default_target(self.space, self.board, cfg.max_util, objective, seed=cfg.seed)
         return Reward(objective.name, float(f"{target:.4g}") if objective.name != "fps" else round(target, 1), kind,
                       target_note=f"no target given: T is the median {objective.label} of 500 random designs of "

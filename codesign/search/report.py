@@ -432,9 +432,11 @@ def _menndl_section(s: RunSummary) -> list[str]:
     out += ["For each metric (MENNDL, Young et al.: inference time = estimated latency, model size = bits of the "
             "weights, energy = estimated energy per inference at batch 1 = PL power x latency; then the run's own "
             "objectives): the design with the lowest metric, the most accurate design and the best trade-off, the "
-            "design nearest the ideal point of the (accuracy, metric) plane by Euclidean distance with weights "
-            f"{TRADE_OFF_WEIGHTS[0]:g} and {TRADE_OFF_WEIGHTS[1]:g}, both min-max normalized over the designs "
-            "considered (log10 for energy, model bits and FPS). Lowest-metric and best-trade-off picks consider the "
+            "design of the metric's lower bound nearest the ideal point of the (accuracy, metric) plane by Euclidean "
+            f"distance with weights {TRADE_OFF_WEIGHTS[0]:g} and {TRADE_OFF_WEIGHTS[1]:g}, both min-max normalized "
+            "over the lower bound's designs (log10 for energy, model bits and FPS), as the chooser normalizes over "
+            "its front; the last column is each design's distance on that scale. Lowest-metric and best-trade-off "
+            "picks consider the "
             f"designs at or above the accuracy floor{f' ({_pct(floor)})' if floor is not None else ''}. Power and "
             "energy are estimates (hw_space.power; docs/cost-model.md says which coefficients have a source).", "",
             render_table(picks(cands, metrics, floor), metrics), "",
