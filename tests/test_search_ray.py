@@ -192,6 +192,22 @@ def test_search_through_a_local_ray_runtime_and_resume(tmp_path, capsys):
     assert load_state(out / "controller.pt")["trials"] == 6
 
 
+@NEEDS_RAY
+def test_an_address_no_cluster_answers_at_fails_at_once(tmp_path, capsys):
+    import socket
+
+    with socket.socket() as probe:  # a port nothing listens at
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    out = tmp_path / "run"
+    for address, why in ((f"127.0.0.1:{port}", "no Ray cluster answers there"), ("head-node", "not a cluster address")):
+        start = time.perf_counter()
+        assert main(["search", *TINY, *FAST, "--executor", "ray", "--ray-address", address, "--out", str(out)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and f"--ray-address {address}: {why}" in err and time.perf_counter() - start < 30, err
+        assert not out.exists()
+
+
 @pytest.mark.slow
 @NEEDS_RAY
 def test_ray_and_the_process_pool_give_the_same_run(tmp_path, capsys):

@@ -88,16 +88,20 @@ class RayExecutor:
             options["num_cpus"] = local_cpus
         handlers = _stop_handlers()
         try:
-            ray.init(address=address or None, **options)
+            ray.init(address=address or "local", **options)  # "local": a new runtime, never one a `ray start` left
             self._owned = True
             self._check_cpus()
         except BaseException as exc:
             self._disconnect()
             if isinstance(exc, (KeyboardInterrupt, CodesignError)):
                 raise
-            where = f"the Ray cluster at {address}" if address else "a local Ray runtime"
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
-            raise CodesignError(f"cannot start or reach {where}: {first}") from None
+            if not address:
+                raise CodesignError(f"cannot start a local Ray runtime: {first}") from None
+            raise CodesignError(f"cannot connect to the Ray cluster at {address}: {first}; check that the driver runs "
+                                "the cluster's Ray and Python versions and, where the cluster uses token "
+                                "authentication, that RAY_AUTH_MODE=token and its token are set here "
+                                "(docs/ray.md)") from None
         finally:
             _restore(handlers)  # ray.init sets its own SIGTERM handler; the search's clean stop keeps its own
 
