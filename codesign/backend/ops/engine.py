@@ -119,14 +119,13 @@ def _signed_bits(lo: int, hi: int) -> int:
 
 @dataclass(frozen=True)
 class Step:
-    """What a layer entry sees: the op, the window before it (or None), the map it reads in DRAM,
-    the engine and whether it is the network's last layer."""
+    """What a layer entry sees: the op, the window before it (or None), the map it reads in DRAM
+    and the engine."""
 
     item: Any
     window: Any
     src: MapLayout
     engine: Engine
-    last: bool
 
 
 def _conv_row(s: Step, out_h: int, out_w: int, k: int, stride: int, pad: int) -> dict[str, int]:
@@ -259,7 +258,6 @@ def build_program(g: nx.DiGraph, engine: Engine, source: str = "design") -> Tile
     layers: list[EngineLayer] = []
     unsupported: list[str] = []
     window = None
-    compute = [k for k in keys if isinstance(op(g, k), MVAU)]
     for key in keys[1:]:
         item = op(g, key)
         if isinstance(item, OutputStage):
@@ -271,7 +269,10 @@ def build_program(g: nx.DiGraph, engine: Engine, source: str = "design") -> Tile
         if entry is None:
             unsupported.append(f"{item.name} ({type(item).__name__})")
             continue
-        layer = entry(Step(item, window, src, engine, bool(compute) and key == compute[-1]))
+        if window is not None and tuple(window.ifm) != (src.h, src.w, src.c):
+            raise CodesignError(f"internal error: {item.name} reads a {window.ifm} map, the engine holds "
+                                f"{(src.h, src.w, src.c)}; please report this design")
+        layer = entry(Step(item, window, src, engine))
         window = None
         layers.append(layer)
         assert layer.out_map is not None
