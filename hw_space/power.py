@@ -11,9 +11,12 @@ clock (P = a * C * V^2 * f; Jevtic and Carreras, "Power measurement methodology 
 IEEE Trans. Instrum. Meas. 2011, eq. 1). Static plus dynamic is how Xilinx's estimator splits a
 device's power (UG440, "Total Power": device static + design static + design dynamic).
 
-What it is not: a measurement, nor XPE / Vivado report_power. It prices the PL only (no Zynq PS,
-DDR, I/O or board), from resource counts, without routing, placement or the design's real toggle
-rates. Where a coefficient has no published source we could find, FAMILIES says so (docs/cost-model.md).
+The coefficients are medians of per-resource figures computed from published Vivado report_power
+tables of routed designs (hw_space/power_reports.py: each report's repository, path and commit, and the
+derivation). Their spread between designs is wide (docs/cost-model.md): Vivado's vectorless activity
+depends on the design, so this is an estimate of what Vivado would say, not a measurement. It prices
+the PL only (no Zynq PS, DDR, I/O, clock managers or board), from resource counts, without routing,
+placement or the design's real toggle rates.
 All functions take numpy arrays: one call prices a whole batch of designs.
 """
 
