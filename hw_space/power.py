@@ -11,9 +11,12 @@ clock (P = a * C * V^2 * f; Jevtic and Carreras, "Power measurement methodology 
 IEEE Trans. Instrum. Meas. 2011, eq. 1). Static plus dynamic is how Xilinx's estimator splits a
 device's power (UG440, "Total Power": device static + design static + design dynamic).
 
-What it is not: a measurement, nor XPE / Vivado report_power. It prices the PL only (no Zynq PS,
-DDR, I/O or board), from resource counts, without routing, placement or the design's real toggle
-rates. Where a coefficient has no published source we could find, FAMILIES says so (docs/cost-model.md).
+The coefficients are medians of per-resource figures computed from published Vivado report_power
+tables of routed designs (hw_space/power_reports.py: each report's repository, path and commit, and the
+derivation). Their spread between designs is wide (docs/cost-model.md): Vivado's vectorless activity
+depends on the design, so this is an estimate of what Vivado would say, not a measurement. It prices
+the PL only (no Zynq PS, DDR, I/O, clock managers or board), from resource counts, without routing,
+placement or the design's real toggle rates.
 All functions take numpy arrays: one call prices a whole batch of designs.
 """
 
@@ -25,6 +28,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from hw_space.boards import Board
+from hw_space.power_reports import (
+    SERIES7_REPORTS,
+    ULTRASCALE_PLUS_REPORTS,
+    median_coefficients,
+    static_w_per_lut,
+)
 
 # Vivado's default toggle rate: 12.5 % of clock cycles (UG835, set_switching_activity,
 # -default_toggle_rate "The default value is 12.5"). The coefficients below are at this rate.
@@ -54,23 +63,22 @@ class FamilyPower:
         return self.static_w_per_lut * board.LUT
 
 
-_NO_DYNAMIC_SOURCE = ("no published per-resource coefficient found (searched: Xilinx UG440/UG907 pages, "
-                      "7-series white papers, published power reports); uncalibrated order-of-magnitude assumption")
+_DYNAMIC_SOURCE = ("median over the published Vivado report_power tables in hw_space/power_reports.py "
+                   "(vectorless, default 12.5 % toggle); spread in docs/cost-model.md")
 
 ZYNQ_7000 = FamilyPower(
     name="Zynq-7000 / 7 series (28 nm)", part_prefixes=("xc7",),
     static_w_per_lut=XC7Z045_STATIC_W / XC7Z045_LUTS,
-    # uW per MHz per unit at 12.5 % toggle: assumptions, see _NO_DYNAMIC_SOURCE and docs/cost-model.md
-    dynamic_uw_per_mhz={"LUT": 0.015, "FF": 0.005, "BRAM18": 3.0, "URAM": 0.0, "DSP": 5.0},
+    dynamic_uw_per_mhz=median_coefficients(SERIES7_REPORTS, absent={"URAM": 0.0}),  # the family has no URAM
     static_source="Vivado 2021.1 report_power, xc7z045ffg900-2: 0.219 W device static, scaled by LUT count",
-    dynamic_source=_NO_DYNAMIC_SOURCE)
+    dynamic_source=_DYNAMIC_SOURCE + ", 7 series rows")
 
 ZYNQ_ULTRASCALE_PLUS = FamilyPower(
     name="Zynq UltraScale+ (16 nm)", part_prefixes=("xczu", "xck26", "xcu", "xcvu", "xcku"),
-    static_w_per_lut=XC7Z045_STATIC_W / XC7Z045_LUTS,  # no UltraScale+ figure found: the 7-series one reused
-    dynamic_uw_per_mhz={"LUT": 0.015, "FF": 0.005, "BRAM18": 3.0, "URAM": 6.0, "DSP": 5.0},
-    static_source="no UltraScale+ source found; the xc7z045 figure per LUT reused",
-    dynamic_source=_NO_DYNAMIC_SOURCE)
+    static_w_per_lut=static_w_per_lut(ULTRASCALE_PLUS_REPORTS),
+    dynamic_uw_per_mhz=median_coefficients(ULTRASCALE_PLUS_REPORTS, absent={}),
+    static_source="median PL static per LUT of the part in the UltraScale+ rows of hw_space/power_reports.py",
+    dynamic_source=_DYNAMIC_SOURCE + ", UltraScale+ rows")
 
 FAMILIES: tuple[FamilyPower, ...] = (ZYNQ_7000, ZYNQ_ULTRASCALE_PLUS)
 

@@ -30,7 +30,15 @@ from hw_space.design import design_from_dict, save_design
 from hw_space.errors import CodesignError
 from hw_space.estimate import ENERGY_KEYS, estimate
 from hw_space.model import CostModel
-from hw_space.power import ZYNQ_ULTRASCALE_PLUS, energy_batch1_mj, energy_stream_mj, estimate_power, family_of
+from hw_space.power import (
+    ZYNQ_7000,
+    ZYNQ_ULTRASCALE_PLUS,
+    energy_batch1_mj,
+    energy_stream_mj,
+    estimate_power,
+    family_of,
+)
+from hw_space.power_reports import SERIES7_REPORTS, ULTRASCALE_PLUS_REPORTS, median_coefficients, spread
 
 SMALL = {"network": {"input": {"channels": 1, "height": 4, "width": 4, "bits": 8},
                      "layers": [{"type": "conv", "out_channels": 2, "kernel": 3, "weight_bits": 2, "act_bits": 2},
@@ -44,25 +52,72 @@ def test_power_and_energy_by_hand():
     p = estimate_power(res, 100.0, zc706)
     # static: the xc7z045's 0.219 W (its whole 218,600 LUTs)
     assert p.static_w[0] == pytest.approx(0.219)
-    # dynamic, uW/MHz x count x 100 MHz: LUT 0.015*1000 = 15 -> 1.5 mW; FF 0.005*2000 = 10 -> 1.0 mW;
-    # BRAM18 3.0*4 = 12 -> 1.2 mW; DSP 5.0*2 = 10 -> 1.0 mW; total 4.7 mW
-    assert p.dynamic_by_resource["LUT"][0] == pytest.approx(0.0015)
-    assert p.dynamic_w[0] == pytest.approx(0.0047) and p.total_w[0] == pytest.approx(0.2237)
+    # dynamic, the 7-series medians (test_coefficients_are_derived_from_the_reports_by_hand) in uW/MHz
+    # x count x 100 MHz: LUT 0.0269920 * 1000 * 100 = 2699.2 uW; FF 0.0521815 * 2000 * 100 = 10436.3 uW;
+    # BRAM18 5.55405 * 4 * 100 = 2221.6 uW; DSP 10.0 * 2 * 100 = 2000 uW; total 17357.1 uW = 17.3571 mW
+    assert p.dynamic_by_resource["LUT"][0] == pytest.approx(0.0026992, rel=1e-4)
+    assert p.dynamic_by_resource["FF"][0] == pytest.approx(0.0104363, rel=1e-4)
+    assert p.dynamic_by_resource["BRAM18"][0] == pytest.approx(0.0022216, rel=1e-4)
+    assert p.dynamic_by_resource["DSP"][0] == pytest.approx(0.0020)
+    assert p.dynamic_w[0] == pytest.approx(0.0173571, rel=1e-4)
+    assert p.total_w[0] == pytest.approx(0.219 + 0.0173571, rel=1e-5)
     # twice the toggle rate (25 %): twice the dynamic power, same static
-    assert estimate_power(res, 100.0, zc706, activity=0.25).total_w[0] == pytest.approx(0.219 + 0.0094)
-    # half the clock: half the dynamic power
-    assert estimate_power(res, 50.0, zc706).dynamic_w[0] == pytest.approx(0.00235)
+    assert estimate_power(res, 100.0, zc706, activity=0.25).total_w[0] == pytest.approx(0.219 + 0.0347142, rel=1e-5)
+    # half the clock: half the dynamic power, 17.3571 / 2 = 8.67855 mW
+    assert estimate_power(res, 50.0, zc706).dynamic_w[0] == pytest.approx(0.00867855, rel=1e-4)
     # a smaller part of the family: static scaled by LUTs, 0.219 * 53,200 / 218,600 = 0.0532974
     assert estimate_power(res, 100.0, pynq).static_w[0] == pytest.approx(0.0532974, rel=1e-5)
-    # UltraScale+ prices URAM: 2 x 6.0 uW/MHz x 100 MHz = 1.2 mW
+    # UltraScale+ prices URAM: (7.24638 + 6.66667) / 2 = 6.95652 uW/MHz; 2 x 6.95652 x 100 MHz = 1391.3 uW
     assert family_of(kv260) is ZYNQ_ULTRASCALE_PLUS
-    assert estimate_power({"URAM": 2}, 100.0, kv260).dynamic_w[0] == pytest.approx(0.0012)
+    assert estimate_power({"URAM": 2}, 100.0, kv260).dynamic_w[0] == pytest.approx(0.0013913, rel=1e-4)
+    # UltraScale+ static: median PL static per LUT over (0.625, 0.620) / 230,400, 0.301 / 117,120 and
+    # 2.472 / 1,182,240 = median(2.7127, 2.6910, 2.5700, 2.0909) uW = (2.5700 + 2.6910) / 2 = 2.6305 uW per LUT;
+    # the K26's 117,120 LUTs: 0.30808 W
+    assert estimate_power({}, 100.0, kv260).static_w[0] == pytest.approx(0.30808, rel=1e-4)
     # vectorized: a batch of two designs
     batch = estimate_power({"LUT": np.array([0, 1000])}, 100.0, zc706)
-    assert batch.dynamic_w.tolist() == pytest.approx([0.0, 0.0015])
+    assert batch.dynamic_w.tolist() == pytest.approx([0.0, 0.0026992], rel=1e-4)
     # energy: 0.2237 W x 50 us = 11.185 uJ = 0.011185 mJ; streaming at 20,000 FPS: 0.2237 / 20,000 J = 0.011185 mJ
     assert float(energy_batch1_mj(0.2237, 50.0)) == pytest.approx(0.011185)
     assert float(energy_stream_mj(0.2237, 20_000.0)) == pytest.approx(0.011185)
+
+
+def test_coefficients_are_derived_from_the_reports_by_hand():
+    """The family coefficients are medians of per-report coefficients computed from the report table."""
+    by_repo = {r.source.split()[0]: r for r in SERIES7_REPORTS}
+    ensc = by_repo["dkeum/ENSC452"].coefficients()
+    # dkeum/ENSC452 at 100 MHz: LUT = Slice Logic 0.013 W + Signals 0.018 W x LUT share 7,507 / (7,507 + 11,098)
+    # = 0.013 + 0.018 x 0.403494 = 0.0202629 W; / 7,507 / 100 MHz = 2.69920e-8 W/MHz = 0.0269920 uW/MHz
+    assert ensc["LUT"] == pytest.approx(0.0269920, rel=1e-5)
+    # DSP: 0.014 W / 12 / 100 MHz = 11.6667 uW/MHz; BRAM: 13 tiles = 26 BRAM18, 0.008 / 26 / 100 = 3.07692
+    assert ensc["DSP"] == pytest.approx(11.6667, rel=1e-5) and ensc["BRAM18"] == pytest.approx(3.07692, rel=1e-5)
+    # the 7-series DSP median over the three reports with DSP power >= 2 mW:
+    # LexPG12138 0.017 / 18 / 100 = 9.4444, agustinsilva447 0.002 / 2 / 100 = 10.0, dkeum 11.6667 -> 10.0
+    dsp = spread(SERIES7_REPORTS)["DSP"]
+    assert (dsp.n, dsp.median, dsp.low, dsp.high) == pytest.approx((3, 10.0, 9.44444, 11.6667), rel=1e-5)
+    # JustABear1210/conv-64's 148 DSPs show 0.000 W: under MIN_CATEGORY_W, no DSP figure from it
+    assert by_repo["JustABear1210/conv-64"].coefficients()["DSP"] is None
+    # BRAM18 median of six: 2.5, 3.07692, 5.10811 (theCow61: 0.027 / 37 / 142.857), 6.0, 15.0, 17.037
+    # -> (5.10811 + 6.0) / 2 = 5.55405
+    assert spread(SERIES7_REPORTS)["BRAM18"].median == pytest.approx(5.55405, rel=1e-5)
+    assert ZYNQ_7000.dynamic_uw_per_mhz["BRAM18"] == pytest.approx(5.55405, rel=1e-5)
+    assert ZYNQ_7000.dynamic_uw_per_mhz["LUT"] == pytest.approx(0.0269920, rel=1e-5)  # the median of 7 is ENSC452's
+    assert ZYNQ_7000.dynamic_uw_per_mhz["URAM"] == 0.0  # the family has none
+    # no data for a resource the family should have: an error, not a silent zero
+    with pytest.raises(ValueError, match="URAM"):
+        median_coefficients(SERIES7_REPORTS, absent={})
+
+
+def test_estimate_against_a_published_report():
+    """Sanity check: the model, given a report's counts and clock, against that report's PL power."""
+    search = ULTRASCALE_PLUS_REPORTS[0]  # koodg123/HBTXR Search build, xczu7ev (the ZCU104), 300 MHz
+    res = {"LUT": search.luts, "FF": search.ffs, "BRAM18": search.bram18, "URAM": search.urams, "DSP": search.dsps}
+    p = estimate_power(res, search.clock_mhz, load_board("zcu104"))
+    reported = search.dynamic_w() + search.pl_static_w  # 3.632 W dynamic + 0.625 W PL static = 4.257 W
+    assert reported == pytest.approx(4.257)
+    # in-sample (this report is one of the four the medians come from): 4.051 W, 4.8 % under
+    assert float(p.total_w[0]) == pytest.approx(4.051, abs=0.001)
+    assert float(p.total_w[0]) / reported - 1 == pytest.approx(-0.048, abs=0.001)
 
 
 def test_estimate_carries_power_energy_and_model_bits():
