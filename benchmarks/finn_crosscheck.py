@@ -10,9 +10,12 @@ depend on shapes, bits and folding only), exports it (quant.export), writes the 
 (codesign.backend.finn_export.export_finn), runs FINN's estimate-only build on it (step_qonnx_to_finn ..
 step_generate_estimate_reports, FINN's streamlining, HW conversion, SpecializeLayers and our folding
 config), and prints per FINN node and in total FINN's `get_exp_cycles` and LUT / BRAM18 / URAM / DSP
-estimates next to ours (hw_space.model, FIFOs at the simulated depths). Then the speed of FINN's
-estimator against our batch path on random foldings, and FINN's Python execution of the exported
-graph against our integer reference.
+estimates next to ours (hw_space.model, FIFOs at the simulated depths). Then our FIFOs and width
+converters against FINN's models of the same shapes; FINN's SetFolding against our `fold` toward the
+same cycle target, both scored by FINN's estimator and ours (--no-fold skips it); the speed of FINN's
+estimator against our batch path on random foldings; and FINN's Python execution of the exported
+graph against our integer reference. Last, the calibration points (published implementations)
+against our estimate and FINN's.
 
 The cases (published foldings where we have them):
 * cnv_w1a1 - BNN-PYNQ CNV, FINN's cnv end-to-end folding (examples/cnv_w1a1.yaml), on the Pynq-Z1.
@@ -22,9 +25,10 @@ The cases (published foldings where we have them):
   block / auto / auto / distributed, bipolar input as in FINN (the input thresholding runs on the host).
 * sfc_w1a1 - 784-256-256-256-10, folded by our `hw_space.folding.fold` for 100k FPS (one of ours).
 * lfc_w1a1, lfc_w1a2 - BNN-PYNQ LFC with its padding (832 inputs, 64 outputs) and its published folding
-  PE/SIMD 32/64, 64/32, 32/64, 16/8 (calibration points of issue 9).
+  PE/SIMD 32/64, 64/32, 32/64, 16/8 (calibration points: examples/calibration/, weight_layout per_pe).
 * cyber_mlp - FINN's cybersecurity MLP tutorial: 600-64-64-64-1, W2A2, folding 16/40, 1/64, 1/64, 1/1,
-  ram_style auto, resType lut (calibration point of issue 9; our last layer has no output threshold).
+  ram_style auto, resType lut (calibration point: examples/calibration/cyber_mlp.yaml, weight_layout
+  wide as FINN builds it; our last layer has no output threshold).
 * digits_w4a4, digits_w1a1 - examples/digits_w4a4.yaml and digits_w1a1.yaml folded by our `fold` for the
   Pynq-Z1 (ours). digits_w1a1 has padded bipolar convolutions: FINN's streamlining pads the binarized
   maps with -1 where the model pads with 0, so its streamlined graph computes something else.

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from codesign.backend.finn_export import FifoStage, build_config, finn_nodes, folding_config
+from codesign.backend.finn_export import FifoStage, build_config, finn_nodes, folding_config, readme
 from hw_space.boards import load_board
 from hw_space.design import load_design
 
@@ -77,6 +77,16 @@ def test_build_configs():
     assert "bitfile" not in full["generate_outputs"] and "out_of_context_synth" in full["generate_outputs"]
     full = build_config(design, load_board("pynq-z1"), ["step_qonnx_to_finn"], estimate_only=False)
     assert "bitfile" in full["generate_outputs"]
+
+
+def test_export_readme_says_what_finn_builds_of_the_weight_layout():
+    # FINN's MVAU has one weight memory per layer (our `wide`): the README names the per_pe layers
+    cyber = load_design(EXAMPLES / "calibration" / "cyber_mlp.yaml")  # every layer wide
+    text = readme(cyber, load_board("pynq-z1"), finn_nodes(cyber))
+    assert "Every layer of this design is `wide`" in text
+    lfc = load_design(EXAMPLES / "calibration" / "lfc_w1a1.yaml")  # the default, per_pe
+    text = readme(lfc, load_board("pynq-z1"), finn_nodes(lfc))
+    assert "fc0, fc1, fc2, fc3 use `per_pe` here" in text and "Every layer" not in text
 
 
 def test_export_finn_cli(tmp_path):

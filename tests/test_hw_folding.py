@@ -237,3 +237,23 @@ def test_fold_keeps_explicit_max_util():
     assert est.feasible
     assert all(est.resources[k] <= 0.4 * est.capacity[k] for k in est.resources)
     assert estimate(folded, b).fps <= estimate(_folded("cifar_w4a4", "pynq-z1"), b).fps
+
+
+def test_a_target_after_a_wide_layer_is_met_by_the_sweep_not_the_greedy_walk():
+    # 784 -> 256 -> 256 -> 10 (1-bit), target 64 cycles. fc1's input converter reads one word per
+    # word fc0 writes: 256 words at fc0's default PE 1. Priced that way, no option of fc1 reaches 64
+    # cycles, the sweep fails and fold falls back to the greedy walk (the fastest folding that fits,
+    # not the cheapest that meets the target). Priced with fc0 writing its widest word, as the sweep
+    # now does, fc1 has options at 64 cycles and the sweep's folding is much cheaper than the walk's.
+    net = Network(InputSpec(784, 1, 1, 1), (Layer("fc0", "dense", out_features=256, weight_bits=1, act_bits=1),
+                                            Layer("fc1", "dense", out_features=256, weight_bits=1, act_bits=1),
+                                            Layer("fc2", "dense", out_features=10, weight_bits=1)))
+    design = Design(net, Hardware(board="pynq-z1", clock_mhz=100.0))
+    board = load_board("pynq-z1")
+    folded, walked = estimate(fold(design, board, target_fps=100e6 / 64), board), estimate(greedy_fold(design, board), board)
+
+    def cost(est) -> float:  # the sweep's measure: each resource over the board's capacity
+        return sum(est.resources[k] / est.capacity[k] for k in ("LUT", "BRAM18", "DSP"))
+
+    assert folded.ii_cycles <= 64 and folded.feasible
+    assert cost(folded) < 0.6 * cost(walked), (folded.resources, walked.resources)
