@@ -112,8 +112,29 @@ class CachedTrainer:
         return outcome
 
 
-def label(strategy: str, mode: str) -> str:
-    return f"rl:{mode}" if strategy == "rl" else strategy
+def label(strategy: str, mode: str, options: tuple[tuple[str, float], ...] = ()) -> str:
+    """A run's row name: the strategy, rl's mode and the rl options given."""
+    if strategy != "rl":
+        return strategy
+    return f"rl:{mode}" + (f"[{','.join(f'{k}={v:g}' for k, v in options)}]" if options else "")
+
+
+COMPARABLE = ("dataset", "board", "space", "trained", "asked", "epochs", "subset", "test_samples")
+
+
+def merged_runs(path: str, setting: Setting, skip: set[str]) -> list[dict]:
+    """The runs of an earlier invocation's --json file (so that one table shows both), refused in one
+    line when they ran with other comparable settings; rows this invocation runs again are left out."""
+    try:
+        data = json.loads(Path(path).read_text())
+        earlier, runs = data["setting"], data["runs"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        sys.exit(f"search_quality: --merge {path}: not a --json file of this benchmark ({exc})")
+    for key in COMPARABLE:
+        if earlier.get(key) != getattr(setting, key):
+            sys.exit(f"search_quality: --merge {path}: its runs had {key} = {earlier.get(key)!r}, this one "
+                     f"{getattr(setting, key)!r}; merge only runs of the same settings")
+    return [r for r in runs if r["strategy"] not in skip]
 
 
 def bench_space(s: Setting):
@@ -172,7 +193,7 @@ def run_one(strategy: str, mode: str, seed: int, s: Setting, target: float) -> d
         records = study.run()
     points = [(r.accuracy, r.fps) for r in records if r.status != "pruned" and r.accuracy is not None]
     stats = pruning_stats(records)
-    return {"strategy": label(strategy, mode), "seed": seed, "points": points,
+    return {"strategy": label(strategy, mode, s.rl_options), "seed": seed, "points": points,
             "seconds": time.perf_counter() - start, "trials": stats["trials"], "trained": stats["trained"],
             "cached": stats["cached"], "pruned": stats["pruned"], "rejected_share": stats["rejected_share"],
             "cache_hits": trainer.hits, "train_s": trainer.trained_s,
@@ -200,14 +221,15 @@ def table(runs: list[dict], order: list[str]) -> list[str]:
     """The summary lines: per strategy the ratio to random's mean hypervolume (mean +- sd, min-max and
     per seed), best accuracy, and the mean candidate counts per run."""
     base = float(np.mean([r["hypervolume"] for r in runs if r["strategy"] == "random"] or [np.nan]))
-    head = (f"{'strategy':<13}{'HV/random':>10}{'sd':>7}{'min-max':>13}  {'per seed':<22}{'HV':>7}{'best acc':>9}"
+    w = max([13, *(len(n) + 2 for n in order)])
+    head = (f"{'strategy':<{w}}{'HV/random':>10}{'sd':>7}{'min-max':>13}  {'per seed':<22}{'HV':>7}{'best acc':>9}"
             f"{'trained':>8}{'cached':>7}{'pruned':>7}{'asked':>6}")
     lines = [head]
     for name in order:
         rs = sorted((r for r in runs if r["strategy"] == name), key=lambda r: r["seed"])
         ratios = [r["hypervolume"] / base for r in rs]
         mean = partial(_mean, rs)
-        lines.append(f"{name:<13}{np.mean(ratios):>10.3f}{np.std(ratios, ddof=1) if len(rs) > 1 else 0:>7.3f}"
+        lines.append(f"{name:<{w}}{np.mean(ratios):>10.3f}{np.std(ratios, ddof=1) if len(rs) > 1 else 0:>7.3f}"
                      f"{min(ratios):>7.3f}-{max(ratios):.3f}  {' '.join(f'{x:.3f}' for x in ratios):<22}"
                      f"{mean('hypervolume'):>7.4f}{max(r['best_accuracy'] for r in rs):>9.4f}"
                      f"{mean('trained'):>8.1f}{mean('cached'):>7.1f}{mean('pruned'):>7.1f}{mean('trials'):>6.1f}")
@@ -249,6 +271,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cache-dir", default="build/search_quality_cache",
                     help="training cache shared by runs and invocations (default build/search_quality_cache)")
     ap.add_argument("--json", help="also write every run's numbers to this file")
+    ap.add_argument("--merge", action="append", default=[], metavar="JSON",
+                    help="add the runs of an earlier --json file of the same settings to the table (repeatable)")
     args = ap.parse_args(argv)
     d = DEFAULTS[args.dataset]
     if args.dataset != "digits" and not args.data_dir:
@@ -259,8 +283,8 @@ def main(argv: list[str] | None = None) -> int:
     setting = Setting(args.dataset, args.data_dir, args.board, pick("space"), pick("trained"), pick("epochs"),
                       pick("subset"), pick("test_samples"), asked, args.cache_dir,
                       pick("population"), rl_options(ap, args.rl_option))
-    runs_of = [(s, m) for s in args.strategies.split(",") for m in (args.rl_modes.split(",") if s == "rl" else [""])]
-    order = [label(s, m) for s, m in runs_of]
+    runs_of = [(s, m) for s in filter(None, args.strategies.split(",")) for m in (args.rl_modes.split(",") if s == "rl" else [""])]
+    order = [label(s, m, setting.rl_options) for s, m in runs_of]
     jobs = [(s, m, seed) for seed in range(args.seeds) for s, m in runs_of]
     print(f"search quality on {setting.dataset} / {setting.board}: {setting.trained} trained candidates per run "
           f"(at most {setting.asked} asked), "
@@ -280,6 +304,10 @@ def main(argv: list[str] | None = None) -> int:
                   f"{r['cached']} cached, {r['pruned']} pruned), best accuracy {r['best_accuracy']:.4f}, "
                   f"{r['seconds']:.0f} s ({r['train_s']:.0f} s training, {r['cache_hits']} from the cache)",
                   file=sys.stderr, flush=True)
+    for path in args.merge:
+        earlier = merged_runs(path, setting, set(order))
+        order += [name for name in dict.fromkeys(r["strategy"] for r in earlier) if name not in order]
+        runs += earlier
     for r, h in zip(runs, hypervolumes(runs)):
         r["hypervolume"] = h
     print("hypervolume of the accuracy x log-FPS front (normalized over all runs; reference accuracy 0 / FPS min); "

@@ -126,6 +126,23 @@ def test_rl_hardware_variants_keep_the_network_and_teach_only_the_hardware(mode)
         assert len(s.controllers["nn"].pending) == 1 and len(s.controllers["hw"].pending) == 2
 
 
+def test_rl_shared_heads_one_head_per_kind_of_decision():
+    s = RLStrategy(SMALL, seed=0, mode="combined", shared_heads=True)
+    kinds = {d.name.rsplit(".", 1)[-1] for d in SMALL.decisions}
+    policy = s.controllers["all"].policy
+    assert len(policy.heads) == len(kinds) < len(SMALL.decisions)
+    # every PE level of every layer is read from the one PE head
+    pe = [i for i, d in enumerate(SMALL.decisions) if d.name.endswith(".pe")]
+    assert len({policy.groups[i] for i in pe}) == 1 and len(pe) > 1
+    with pytest.raises(ValueError, match="different numbers of choices"):
+        Controller([3, 4], groups=[0, 0])
+    rng = np.random.default_rng(0)
+    target = [int(rng.integers(n)) for n in SMALL.sizes()]
+    target[0], target[1] = 1, 1
+    rewards = drive(s, toy_reward(SMALL, target), 300)
+    assert np.mean(rewards[-50:]) > np.mean(rewards[:50]) + 0.15
+
+
 def test_controller_batches_and_masks():
     c = Controller([3, 4, 5], seed=0, batch=2)
     before = [p.detach().clone() for p in c.policy.parameters()]

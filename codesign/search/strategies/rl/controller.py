@@ -26,15 +26,24 @@ def one_thread() -> Iterator[None]:
 
 
 class Policy(nn.Module):
-    """GRU over decisions: step i reads the embedding of choice i-1 and emits logits for decision i."""
+    """GRU over decisions: step i reads the embedding of choice i-1 and emits logits for decision i.
+    `groups[i]` names the head (and embedding) of decision i: decisions of one group (the same kind of
+    choice at several layers, e.g. every layer's PE level) share them, so what is learnt about one
+    layer's choice moves the others too; by default every decision has its own."""
 
-    def __init__(self, sizes: Sequence[int], hidden: int = 64, embed: int = 32):
+    def __init__(self, sizes: Sequence[int], hidden: int = 64, embed: int = 32, groups: Sequence[int] | None = None):
         super().__init__()
         self.sizes = list(sizes)
+        self.groups = list(range(len(self.sizes))) if groups is None else [int(g) for g in groups]
+        n_of = {}
+        for g, n in zip(self.groups, self.sizes):
+            if n_of.setdefault(g, n) != n:
+                raise ValueError(f"decisions of group {g} have different numbers of choices ({n_of[g]} and {n})")
         self.start = nn.Parameter(torch.zeros(embed))
-        self.embeds = nn.ModuleList(nn.Embedding(n, embed) for n in self.sizes)
+        self.embeds = nn.ModuleList(nn.Embedding(n_of[g], embed) for g in sorted(n_of))
         self.cell = nn.GRUCell(embed, hidden)
-        self.heads = nn.ModuleList(nn.Linear(hidden, n) for n in self.sizes)
+        self.heads = nn.ModuleList(nn.Linear(hidden, n_of[g]) for g in sorted(n_of))
+        self._slot = {g: k for k, g in enumerate(sorted(n_of))}
         self.hidden = hidden
         with torch.no_grad():  # start near uniform: small output weights, zero biases
             for head in self.heads:
@@ -51,7 +60,7 @@ class Policy(nn.Module):
         out_tokens, logps, ents = [], [], []
         for i in range(len(self.sizes)):
             h = self.cell(x, h)
-            logits = self.heads[i](h)
+            logits = self.heads[self._slot[self.groups[i]]](h)
             logp_all = torch.log_softmax(logits, dim=-1)
             if tokens is not None:
                 tok = tokens[:, i]
@@ -62,7 +71,7 @@ class Policy(nn.Module):
             out_tokens.append(tok)
             logps.append(logp_all.gather(1, tok[:, None]).squeeze(1))
             ents.append(-(logp_all.exp() * logp_all).sum(dim=-1))
-            x = self.embeds[i](tok)
+            x = self.embeds[self._slot[self.groups[i]]](tok)
         return torch.stack(out_tokens, 1), torch.stack(logps, 1), torch.stack(ents, 1)
 
 
@@ -73,10 +82,10 @@ class Controller:
 
     def __init__(self, sizes: Sequence[int], seed: int = 0, lr: float = 0.01, entropy: float = 0.01,
                  baseline_decay: float = 0.9, batch: int = 4, hidden: int = 64, embed: int = 32,
-                 grad_clip: float = 5.0):
+                 grad_clip: float = 5.0, groups: Sequence[int] | None = None):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            self.policy = Policy(sizes, hidden, embed)
+            self.policy = Policy(sizes, hidden, embed, groups)
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=lr)
         self.generator = torch.Generator().manual_seed(seed + 1)
         self.entropy = entropy

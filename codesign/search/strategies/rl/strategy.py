@@ -11,6 +11,17 @@ from hw_space.errors import CodesignError
 RL_MODES = ("combined", "phase", "separate")
 
 
+def kind_of(decision: str) -> str:
+    """The kind of choice a decision makes, whatever its layer: 'conv1.pe' -> 'pe', 'conv_blocks' stays."""
+    return decision.rsplit(".", 1)[-1]
+
+
+def group_ids(kinds: list[str]) -> list[int]:
+    """One id per kind, in order of first appearance."""
+    ids: dict[str, int] = {}
+    return [ids.setdefault(k, len(ids)) for k in kinds]
+
+
 class RLStrategy(BaseStrategy):
     """REINFORCE controller(s) over the space (Codesign-NAS modes): `combined` - one policy samples
     network and hardware decisions together (hardware conditioned on the network); `separate` -
@@ -22,13 +33,17 @@ class RLStrategy(BaseStrategy):
     only the hardware from the policy. They cost no training (the network is trained once, then
     cached), so at a budget of trainings they give the hardware decisions k more rewards per training,
     rewards that differ by the hardware alone; a variant teaches only the hardware decisions (the
-    network ones were not sampled)."""
+    network ones were not sampled).
+
+    `shared_heads`: decisions of one kind at different layers (every PE level, every weight width,
+    ...) share one output head and one embedding of the policy (the GRU state still tells the layers
+    apart), so a choice that pays at one layer is tried at the others."""
 
     name = "rl"
     multi_objective = False  # REINFORCE learns from one number: the reward (codesign.search.objectives.use_objectives)
 
     def __init__(self, space: SearchSpace, seed: int = 0, mode: str = "combined", phase_length: int = 8,
-                 hw_variants: int = 0, **controller_options: Any):
+                 hw_variants: int = 0, shared_heads: bool = False, **controller_options: Any):
         from codesign.search.strategies.rl.controller import Controller
 
         if mode not in RL_MODES:
@@ -43,7 +58,11 @@ class RLStrategy(BaseStrategy):
             self.parts = {"all": list(range(len(sizes)))}
         else:
             self.parts = {"nn": space.nn_positions, "hw": space.hw_positions}
-        self.controllers = {name: Controller([sizes[i] for i in pos], seed=seed + 1000 * k, **controller_options)
+        self.shared_heads = bool(shared_heads)
+        kinds = [kind_of(d.name) for d in space.decisions] if self.shared_heads else None
+        self.controllers = {name: Controller([sizes[i] for i in pos], seed=seed + 1000 * k,
+                                             groups=None if kinds is None else group_ids([kinds[i] for i in pos]),
+                                             **controller_options)
                             for k, (name, pos) in enumerate(self.parts.items())}
         self.best: tuple[float, list[int]] | None = None
         self.asked = 0
