@@ -163,14 +163,14 @@ def test_digits_tiled_example_trains_emits_and_verifies(tmp_path, engine):
 
 @pytest.mark.slow
 def test_search_on_pynq_z2_picks_a_tiled_design_for_a_network_too_large_for_dataflow(tmp_path):
-    """examples/space_pynq_z2_large.yaml: no dataflow folding fits pynq-z2 (8.4 Mbit of weights), so the
+    """examples/spaces/space_pynq_z2_large.yaml: no dataflow folding fits pynq-z2 (8.4 Mbit of weights), so the
     search must pick the tiled template; the chosen design is emitted and verified bit-exact."""
     import json
 
     from codesign.cli import main
     from hw_space.folding import fold
 
-    space = EXAMPLES / "space_pynq_z2_large.yaml"
+    space = EXAMPLES / "spaces" / "space_pynq_z2_large.yaml"
     out = tmp_path / "run"
     assert main(["search", "--board", "pynq-z2", "--space", str(space), "--trials", "4", "--epochs", "1",
                  "--out", str(out)]) == 0
