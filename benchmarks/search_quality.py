@@ -24,7 +24,14 @@ Runs execute in parallel processes (--jobs).
         --data-dir /usr/share/datasets/fashion-mnist          # 15 runs; see docs/benchmarks.md
     PYTHONPATH=. python benchmarks/search_quality.py          # digits, rl (combined) / evolution / random
 
-Latest results (tables, dates, commits, wall times): docs/benchmarks.md.
+Latest fashion-mnist table (2026-12-02, commit 88b3393, seeds 0-2; details, wall times and the RL
+options tried: docs/benchmarks.md). HV over random's mean, mean +- sample sd (min-max):
+    rl:combined 0.984 +- 0.038 (0.944-1.020)   rl:phase 1.045 +- 0.175 (0.848-1.182)
+    rl:separate 0.913 +- 0.070 (0.864-0.993)   evolution 0.935 +- 0.059 (0.887-1.002)
+    random 1.000 +- 0.129 (0.869-1.127)
+    with --rl-option hw_variants=2 --rl-option lr=0.05: rl:combined 0.897 +- 0.102 (0.805-1.007),
+    rl:phase 1.100 +- 0.056 (1.037-1.145), rl:separate 1.065 +- 0.057 (1.032-1.130)
+No strategy reaches 1.2x random at this budget.
 """
 
 from __future__ import annotations
