@@ -24,7 +24,14 @@ Runs execute in parallel processes (--jobs).
         --data-dir /usr/share/datasets/fashion-mnist          # 15 runs; see docs/benchmarks.md
     PYTHONPATH=. python benchmarks/search_quality.py          # digits, rl (combined) / evolution / random
 
-Latest results (tables, dates, commits, wall times): docs/benchmarks.md.
+Latest fashion-mnist table (2026-12-02, commit 88b3393, seeds 0-2; details, wall times and the RL
+options tried: docs/benchmarks.md). HV over random's mean, mean +- sample sd (min-max):
+    rl:combined 0.984 +- 0.038 (0.944-1.020)   rl:phase 1.045 +- 0.175 (0.848-1.182)
+    rl:separate 0.913 +- 0.070 (0.864-0.993)   evolution 0.935 +- 0.059 (0.887-1.002)
+    random 1.000 +- 0.129 (0.869-1.127)
+    with --rl-option hw_variants=2 --rl-option lr=0.05: rl:combined 0.897 +- 0.102 (0.805-1.007),
+    rl:phase 1.100 +- 0.056 (1.037-1.145), rl:separate 1.065 +- 0.057 (1.032-1.130)
+No strategy reaches 1.2x random at this budget.
 """
 
 from __future__ import annotations
@@ -122,6 +129,12 @@ def label(strategy: str, mode: str, options: tuple[tuple[str, float], ...] = ())
 COMPARABLE = ("dataset", "board", "space", "trained", "asked", "epochs", "subset", "test_samples")
 
 
+def _refuse(message: str) -> None:
+    """Bad input: one line, exit code 2."""
+    print(f"search_quality: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
 def merged_runs(path: str, setting: Setting, skip: set[str]) -> list[dict]:
     """The runs of an earlier invocation's --json file (so that one table shows both), refused in one
     line when they ran with other comparable settings; rows this invocation runs again are left out."""
@@ -129,11 +142,11 @@ def merged_runs(path: str, setting: Setting, skip: set[str]) -> list[dict]:
         data = json.loads(Path(path).read_text())
         earlier, runs = data["setting"], data["runs"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        sys.exit(f"search_quality: --merge {path}: not a --json file of this benchmark ({exc})")
+        _refuse(f"--merge {path}: not a --json file of this benchmark ({exc})")
     for key in COMPARABLE:
         if earlier.get(key) != getattr(setting, key):
-            sys.exit(f"search_quality: --merge {path}: its runs had {key} = {earlier.get(key)!r}, this one "
-                     f"{getattr(setting, key)!r}; merge only runs of the same settings")
+            _refuse(f"--merge {path}: its runs had {key} = {earlier.get(key)!r}, this one {getattr(setting, key)!r}; "
+                    "merge only runs of the same settings")
     return [r for r in runs if r["strategy"] not in skip]
 
 
@@ -292,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{setting.test_samples or 'all'} images, space {setting.space or 'default'}, seeds 0..{args.seeds - 1}",
           flush=True)
     start = time.perf_counter()
-    target = fps_target(setting)
+    target = fps_target(setting) if jobs else 0.0
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=args.jobs, mp_context=ctx) as pool:
         futures = [pool.submit(run_one, s, m, seed, setting, target) for s, m, seed in jobs]
@@ -304,6 +317,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{r['cached']} cached, {r['pruned']} pruned), best accuracy {r['best_accuracy']:.4f}, "
                   f"{r['seconds']:.0f} s ({r['train_s']:.0f} s training, {r['cache_hits']} from the cache)",
                   file=sys.stderr, flush=True)
+    new = list(runs)
     for path in args.merge:
         earlier = merged_runs(path, setting, set(order))
         order += [name for name in dict.fromkeys(r["strategy"] for r in earlier) if name not in order]
@@ -313,10 +327,11 @@ def main(argv: list[str] | None = None) -> int:
     print("hypervolume of the accuracy x log-FPS front (normalized over all runs; reference accuracy 0 / FPS min); "
           "HV/random: a run's HV over the mean HV of the random runs (mean, sd and min-max over seeds)")
     print("\n".join(table(runs, order)))
-    print(f"wall time {time.perf_counter() - start:.0f} s, {sum(r['train_s'] for r in runs):.0f} s of new training "
-          f"({sum(r['cache_hits'] for r in runs)} trainings from the cache)")
+    print(f"wall time {time.perf_counter() - start:.0f} s for {len(new)} runs, {sum(r['train_s'] for r in new):.0f} s "
+          f"of new training ({sum(r['cache_hits'] for r in new)} trainings from the cache)"
+          + (f"; {len(runs) - len(new)} runs merged from {', '.join(args.merge)}" if args.merge else ""))
     if args.json:
-        Path(args.json).write_text(json.dumps({"setting": asdict(setting), "args": vars(args), "runs": runs}, indent=1))
+        Path(args.json).write_text(json.dumps({"setting": asdict(setting), "args": vars(args), "runs": new}, indent=1))
     return 0
 
 
