@@ -118,3 +118,42 @@ def test_two_candidates_in_flight_with_one_network_share_one_training():
     assert rb.train_seconds == 0.0 and ra.reward == rb.reward
     again = ev.submit(ev.propose(2, first.tokens, strategy))
     assert again.done() and again.result().status == "cached" and len(ex.jobs) == 1  # from the cache
+
+
+class DetachedExecutor(InlineExecutor):
+    """Runs jobs inline but, like Ray's workers, may not see the run folder."""
+
+    shares_files = False
+
+
+def writing_trainer(network, dataset, data_dir, budget, model_path=None):
+    """fake_trainer that also writes a checkpoint where it is told to."""
+    if model_path is not None:
+        model_path.parent.mkdir(parents=True, exist_ok=True)
+        model_path.write_bytes(b"weights of " + network.content_hash().encode())
+    return fake_trainer(network, dataset, data_dir, budget, model_path)
+
+
+def test_a_detached_training_sends_its_checkpoint_back(tmp_path):
+    """An executor whose workers do not see the run folder (Ray): the training writes its checkpoint in a
+    temporary folder of the worker, the bytes come back and the search writes them into models/; a failed
+    write there is the same one line as a worker's."""
+    models = tmp_path / "models"
+    ev = Evaluator(SPACE, load_board(BOARD), Reward("fps", 10_000.0, "soft"), budget=proxy_budget(1),
+                   trainer=writing_trainer, executor=DetachedExecutor(), models_dir=models)
+    strategy = make_strategy("random", SPACE, seed=3)
+    record = None
+    while record is None or record.status != STARTED:
+        record = ev.propose(0, strategy.ask(), strategy)
+    done = ev.submit(record).result()
+    assert done.status == "trained"
+    kept = models / record.network_hash / "model.pt"
+    assert kept.read_bytes() == b"weights of " + record.network_hash.encode()
+    assert not list(kept.parent.glob(".*"))  # written atomically: no temporary file left
+    other = None
+    while other is None or other.status != STARTED or other.network_hash == record.network_hash:
+        other = ev.propose(1, strategy.ask(), strategy)
+    (models / other.network_hash).write_text("a file where the checkpoint's folder should be")
+    with pytest.raises(CodesignError, match="cannot write the model checkpoint: .*--resume") as failed:
+        ev.submit(other).result()
+    assert "\n" not in str(failed.value) and other.network_hash in str(failed.value)

@@ -120,8 +120,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="where candidates train: process (default: --workers local processes) or ray (Ray tasks; "
                              "needs pip install -e '.[ray]'; see docs/ray.md)")
     parser.add_argument("--ray-address", metavar="ADDR",
-                        help="with --executor ray: the cluster's address (HOST:PORT of the head node, ray://HOST:PORT or "
-                             "auto; default: start a local Ray runtime)")
+                        help="with --executor ray: the cluster's address (HOST:PORT of the head node, or auto: the cluster "
+                             "started on this machine; default: start a local Ray runtime)")
     parser.add_argument("--ray-cpus-per-task", type=int, metavar="N",
                         help="with --executor ray: CPUs each training task asks Ray for, and its torch threads "
                              "(default: the threads per worker of the process pool)")

@@ -18,9 +18,12 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from hw_space.errors import CodesignError
+
+if TYPE_CHECKING:
+    from codesign.search.ray_executor import RaySettings
 
 
 class Executor(Protocol):
@@ -93,7 +96,7 @@ class ProcessExecutor:
             _reap(workers)
 
 
-def make_executor(workers: int, threads: int = 1, ray: Any = None) -> Executor:
+def make_executor(workers: int, threads: int = 1, ray: RaySettings | None = None) -> Executor:
     """Inline for one worker (no process to spawn, tracebacks in place), else a process pool; Ray tasks
     when `ray` (codesign.search.ray_executor.RaySettings) is given."""
     if ray is not None:

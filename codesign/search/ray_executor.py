@@ -79,7 +79,9 @@ class RayExecutor:
             return
         if address:
             _probe(address)
-        options: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.ERROR}
+        options: dict[str, Any] = {"logging_level": logging.ERROR}
+        if "://" not in (address or ""):  # Ray Client (ray://) takes no dashboard option
+            options["include_dashboard"] = False
         if address:
             # the cluster's workers run the driver's code, whatever the nodes have installed
             options["runtime_env"] = {"py_modules": [_package_dir(name) for name in PACKAGES],
@@ -87,12 +89,16 @@ class RayExecutor:
         else:
             options["num_cpus"] = local_cpus
         handlers = _stop_handlers()
+        self._owned = True  # from here on: shut down what ray.init started, also when it fails half-way
         try:
             ray.init(address=address or "local", **options)  # "local": a new runtime, never one a `ray start` left
-            self._owned = True
             self._check_cpus()
         except BaseException as exc:
             self._disconnect()
+            if isinstance(exc, SystemExit) and exc.code == getattr(signal, "SIGTERM", None):
+                from codesign.search.runguard import StopRequested  # SIGTERM under Ray's handler during ray.init
+
+                raise StopRequested(signal.SIGTERM) from None
             if isinstance(exc, (KeyboardInterrupt, CodesignError)):
                 raise
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
@@ -179,7 +185,7 @@ def _probe(address: str) -> None:
     host, _, port = address.rpartition(":")
     if not host or not port.isdigit():
         raise CodesignError(f"--ray-address {address}: not a cluster address; allowed: HOST:PORT of the head node "
-                            "(its GCS port, 6379 by default), ray://HOST:PORT (Ray Client) or auto")
+                            "(its GCS port, 6379 by default) or auto")
     try:
         socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S).close()
     except OSError as exc:
