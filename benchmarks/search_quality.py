@@ -24,13 +24,15 @@ Runs execute in parallel processes (--jobs).
         --data-dir /usr/share/datasets/fashion-mnist          # 15 runs; see docs/benchmarks.md
     PYTHONPATH=. python benchmarks/search_quality.py          # digits, rl (combined) / evolution / random
 
-Latest fashion-mnist table (2026-12-02, commit 88b3393, seeds 0-2; details, wall times and the RL
-options tried: docs/benchmarks.md). HV over random's mean, mean +- sample sd (min-max):
-    rl:combined 0.984 +- 0.038 (0.944-1.020)   rl:phase 1.045 +- 0.175 (0.848-1.182)
-    rl:separate 0.913 +- 0.070 (0.864-0.993)   evolution 0.935 +- 0.059 (0.887-1.002)
-    random 1.000 +- 0.129 (0.869-1.127)
-    with --rl-option hw_variants=2 --rl-option lr=0.05: rl:combined 0.897 +- 0.102 (0.805-1.007),
-    rl:phase 1.100 +- 0.056 (1.037-1.145), rl:separate 1.065 +- 0.057 (1.032-1.130)
+Latest fashion-mnist table (2026-12-02, commits 88907b2-88b3393, seeds 0-2, one normalization over 27 runs;
+details, wall times and the RL options tried: docs/benchmarks.md). HV over random's mean, mean +-
+sample sd (min-max):
+    rl:combined 0.983 +- 0.035 (0.946-1.016)   rl:phase 1.037 +- 0.151 (0.868-1.158)
+    rl:separate 0.925 +- 0.059 (0.880-0.992)   evolution 0.946 +- 0.047 (0.905-0.998)
+    random 1.000 +- 0.110 (0.889-1.110)
+    --rl-option hw_variants=2: rl:combined 1.073 +- 0.055 (1.012-1.119)
+    --rl-option hw_variants=2 --rl-option lr=0.05: rl:combined 0.909 +- 0.088 (0.828-1.002),
+    rl:phase 1.084 +- 0.045 (1.034-1.120), rl:separate 1.055 +- 0.046 (1.029-1.108)
 No strategy reaches 1.2x random at this budget.
 """
 

@@ -136,6 +136,11 @@ def test_rl_shared_heads_one_head_per_kind_of_decision():
     assert len({policy.groups[i] for i in pe}) == 1 and len(pe) > 1
     with pytest.raises(ValueError, match="different numbers of choices"):
         Controller([3, 4], groups=[0, 0])
+
+
+@pytest.mark.slow
+def test_rl_shared_heads_learn_a_toy_objective():
+    s = RLStrategy(SMALL, seed=0, mode="combined", shared_heads=True)
     rng = np.random.default_rng(0)
     target = [int(rng.integers(n)) for n in SMALL.sizes()]
     target[0], target[1] = 1, 1
