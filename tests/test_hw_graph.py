@@ -61,7 +61,7 @@ def _error(text: str) -> str:
 
 
 def test_every_layer_type_is_one_kind_object():
-    assert LAYER_TYPES == ("conv", "dense", "maxpool") == tuple(LAYER_KINDS)
+    assert LAYER_TYPES == ("conv", "dense", "maxpool", "avgpool", "global_avgpool") == tuple(LAYER_KINDS)
     assert isinstance(LAYER_KINDS["conv"], ConvKind)
     assert isinstance(LAYER_KINDS["dense"], DenseKind)
     assert isinstance(LAYER_KINDS["maxpool"], MaxPoolKind)
@@ -72,7 +72,7 @@ def test_every_layer_type_is_one_kind_object():
     assert LAYER_KINDS["conv"].fold_fields == ("pe", "simd", "weight_memory", "mac", "swg_simd", "weight_layout")
     assert LAYER_KINDS["dense"].fold_fields == ("pe", "simd", "weight_memory", "mac", "weight_layout")
     assert LAYER_KINDS["maxpool"].fold_fields == ("pe",)
-    assert [k.prefix for k in LAYER_KINDS.values()] == ["conv", "fc", "pool"]
+    assert [k.prefix for k in LAYER_KINDS.values()] == ["conv", "fc", "pool", "avgpool", "gap"]
 
 
 def test_kind_shapes():
