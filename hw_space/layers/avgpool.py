@@ -38,8 +38,19 @@ def requant_luts(pe, acc, out_bits, tmem):
     return 100 + pe * (acc + n_thr * acc * cdiv(tmem, 64) + n_thr * acc)
 
 
+class RequantPool(ChannelPool):
+    """A pool that sums codes and requantizes the sum: its out bits are `pool_out_bits`, and its
+    resources are priced at the bits it receives and those it writes (both average pools)."""
+
+    def out_bits(self, a: FoldArrays) -> np.ndarray:
+        return pool_out_bits(a)
+
+    def stage_resources(self, a: FoldArrays) -> Resources:
+        return self.resources(a.pe, a.in_bits, pool_out_bits(a))
+
+
 @dataclass(frozen=True)
-class AvgPool(ChannelPool):
+class AvgPool(RequantPool):
     """Windowed average pool: per output pixel, the sum of each channel over its K*K window, then
     thresholds (out bits = in bits). Reads the window in (channel fold, kh, kw) order, PE channels
     per word. Cycles: FINN Pool_Batch get_exp_cycles, C*K*K/PE * OFM. Constraint: C % PE == 0."""
@@ -67,12 +78,6 @@ class AvgPool(ChannelPool):
         acc = sum_bits(self.k2, bits)
         return _res(pe, lut=requant_luts(pe, acc, out, cdiv(self.channels, pe)), ff=64 + pe * (bits + acc + out))
 
-    def out_bits(self, a: FoldArrays) -> np.ndarray:
-        return pool_out_bits(a)
-
-    def stage_resources(self, a: FoldArrays) -> Resources:
-        return self.resources(a.pe, a.in_bits, pool_out_bits(a))
-
     def stage_width(self, a: FoldArrays) -> np.ndarray:
         (pe, bits, out) = _ints(a.pe, a.in_bits, pool_out_bits(a))
         return np.maximum(pe * np.maximum(bits, out), sum_bits(self.k2, bits))
@@ -86,7 +91,7 @@ class AvgPool(ChannelPool):
 
 
 @dataclass(frozen=True)
-class GlobalAvgPool(ChannelPool):
+class GlobalAvgPool(RequantPool):
     """Global average pool: C running sums over the H*W pixels of the map (read PE channels per
     word), requantized by thresholds and written during the last pixel. Cycles H*W*C/PE (FINN's
     GlobalAccPool_Batch takes C/PE more, for its separate output loop). Constraint: C % PE == 0."""
@@ -112,12 +117,6 @@ class GlobalAvgPool(ChannelPool):
         lut, bram, uram = memory_cost(style, pe * acc, cdiv(self.channels, pe))
         return _res(pe, lut=requant_luts(pe, acc, out, cdiv(self.channels, pe)) + lut,
                     ff=64 + pe * (bits + acc + out), bram=bram, uram=uram, lutram=lut)
-
-    def out_bits(self, a: FoldArrays) -> np.ndarray:
-        return pool_out_bits(a)
-
-    def stage_resources(self, a: FoldArrays) -> Resources:
-        return self.resources(a.pe, a.in_bits, pool_out_bits(a))
 
     def stage_width(self, a: FoldArrays) -> np.ndarray:
         (pe, bits, out) = _ints(a.pe, a.in_bits, pool_out_bits(a))
