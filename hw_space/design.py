@@ -63,9 +63,9 @@ class InputSpec:
 @dataclass(frozen=True)
 class Layer:
     """One network layer; its type's `LayerKind` says which fields it uses (conv: out_channels, kernel,
-    stride, padding, groups; dense: out_features; maxpool, avgpool: kernel, stride; global_avgpool: none). act_bits is None only on the last
-    layer (raw logits). inputs names the layers it reads ("input": the network input); empty means
-    the layer before it (the network input for the first layer)."""
+    stride, padding, groups; dense: out_features; maxpool, avgpool: kernel, stride; global_avgpool, add:
+    act_bits only). act_bits is None only on the last layer (raw logits). inputs names the layers it
+    reads ("input": the network input); empty means the layer before it (the input for the first)."""
 
     name: str
     type: str
@@ -171,6 +171,14 @@ class Network:
             out.append(p if p < 0 or self.layers[p].is_compute or self.layers[p].act_bits is not None else out[p])
         return out
 
+    def output_bits(self, index: int) -> int:
+        """Bits of the values layer `index` produces (-1: the network input): its act_bits, or for a
+        pool or add without them the bits it receives."""
+        if index < 0:
+            return self.input.bits
+        bits = self.layers[index].act_bits
+        return bits if bits is not None else self.input_bits_of(index)
+
     def input_bits_of(self, index: int) -> int:
         """Bits of the values entering layer `index` (its feeder's activation, or the input)."""
         feeder = self.feeders()[index]
@@ -255,8 +263,9 @@ def _resolve_inputs(layers: tuple[Layer, ...] | list[Layer],
         arity = layer.kind.arity
         if len(producers) != arity:
             reads = "one input" if arity == 1 else f"{arity} inputs"
-            hint = "; a join needs a join op such as add, which does not exist yet" if len(producers) > arity else ""
-            raise fail(where, f"a {layer.type} layer reads {reads}, got {len(producers)}{hint}")
+            hint = "; two branches join in an add layer" if len(producers) > arity else ""
+            article = "an" if layer.type[0] in "aeiou" else "a"
+            raise fail(where, f"{article} {layer.type} layer reads {reads}, got {len(producers)}{hint}")
         out.append(tuple(producers))
     return tuple(out)
 
@@ -504,6 +513,19 @@ def _check_shapes(r: Reader, net: Network) -> None:
                 raise r.fail(where, f"a {layer.type} layer cannot follow a {net.layers[p].type} layer; "
                              "convolutions and pools come first")
         layer.kind.check(r, layer, where, shape_in, shape_out)
+        ps = net.producers(j)
+        if len(ps) > 1:
+            layer.kind.check_join(r, layer, where, [shapes[p][1] if p >= 0 else _input_shape(net) for p in ps],
+                                  [net.output_bits(p) for p in ps])
+    last = len(net.layers) - 1
+    for j in net.order()[:-1]:
+        if not net.consumers(j):
+            raise r.fail(f"network.layers[{j}] ({net.layers[j].name})", "no layer reads its output; every layer "
+                         f"but the last ({net.layers[last].name}) must feed a later one (branches end in an add)")
+
+
+def _input_shape(net: Network) -> Shape:
+    return Shape(net.input.channels, net.input.height, net.input.width)
 
 
 def _parse_hardware(r: Reader, data: Any, net: Network) -> Hardware:

@@ -1,4 +1,4 @@
-"""The network layer kinds (conv, dense, maxpool, avgpool, global_avgpool): what each layer type of a Design is, in one place.
+"""The network layer kinds (conv, dense, maxpool, avgpool, global_avgpool, add): what each layer type of a Design is, in one place.
 
 A kind owns its YAML fields (read and written), its output shape, its shape checks, its default name
 and the dataflow folding fields its hardware takes, so the Design loader and the QAT builder never
@@ -66,6 +66,9 @@ class LayerKind:
     def weight_count(self, layer: Layer, shape_in: Shape) -> int:
         """How many learned weights it holds (the model size counts these; 0: no weights)."""
         return 0
+
+    def check_join(self, r: Reader, layer: Layer, where: str, shapes_in: list[Shape], bits_in: list[int]) -> None:
+        """Refuse inputs a layer reading several layers cannot combine (shapes_in, bits_in: per input)."""
 
 
 def _bits(r: Reader, d: dict[str, Any], where: str, last: bool) -> dict[str, Any]:
@@ -206,7 +209,36 @@ class GlobalAvgPoolKind(LayerKind):
         return Shape(shape_in.channels, 1, 1)
 
 
+class AddKind(LayerKind):
+    """The element-wise sum of two layers' outputs (a residual join), requantized to act_bits (default:
+    the bits it receives). Both inputs have one shape and one bit width; the Brevitas model gives them
+    one shared quantizer (one scale), so the hardware adds their integers exactly."""
+
+    type, prefix = "add", "add"
+    fields = ("act_bits",)
+    arity = 2
+
+    def parse(self, r: Reader, d: dict[str, Any], where: str, last: bool) -> dict[str, Any]:
+        return _requant_bits(r, d, where)
+
+    def output_shape(self, layer: Layer, shape_in: Shape) -> Shape:
+        return shape_in
+
+    def check_join(self, r: Reader, layer: Layer, where: str, shapes_in: list[Shape], bits_in: list[int]) -> None:
+        a, b = shapes_in
+        if a != b:
+            raise r.fail(f"{where}.inputs", f"{layer.inputs[0]} gives {a.channels}x{a.height}x{a.width} and "
+                         f"{layer.inputs[1]} gives {b.channels}x{b.height}x{b.width}; an add needs one shape "
+                         "(use a 1x1 conv with the right stride and channels as the shortcut)")
+        if bits_in[0] != bits_in[1]:
+            raise r.fail(f"{where}.inputs", f"{layer.inputs[0]} gives {bits_in[0]}-bit and {layer.inputs[1]} "
+                         f"{bits_in[1]}-bit values; an add needs one bit width (its inputs share one quantizer)")
+        if bits_in[0] < 2:
+            raise r.fail(f"{where}.inputs", "an add of 1-bit (bipolar) values is not supported; give the layers "
+                         "it reads act_bits of 2 or more")
+
+
 # the registry: the YAML `type` of a layer -> its kind (file order: the order error messages list them)
 LAYER_KINDS: dict[str, LayerKind] = {k.type: k for k in (ConvKind(), DenseKind(), MaxPoolKind(), AvgPoolKind(),
-                                                          GlobalAvgPoolKind())}
+                                                          GlobalAvgPoolKind(), AddKind())}
 LAYER_TYPES: tuple[str, ...] = tuple(LAYER_KINDS)

@@ -32,14 +32,15 @@ network:
     - {name: fc1, type: dense, out_features: 10, weight_bits: 4}
 """
 
-# conv0 forks: conv1 and pool0 both read it; conv1's branch is not read by anyone (no join op exists yet)
+# conv0 forks: conv1 and the add read it; add0 joins conv1's branch back (a residual block)
 FORK = """\
 network:
   input: {channels: 3, height: 16, width: 16, bits: 4}
   layers:
     - {name: conv0, type: conv, out_channels: 8, kernel: 3, padding: 1, weight_bits: 2, act_bits: 3}
-    - {name: conv1, type: conv, out_channels: 8, kernel: 3, stride: 2, weight_bits: 2, act_bits: 2}
-    - {name: pool0, type: maxpool, kernel: 2, inputs: [conv0]}
+    - {name: conv1, type: conv, out_channels: 8, kernel: 3, padding: 1, weight_bits: 2, act_bits: 3}
+    - {name: add0, type: add, inputs: [conv1, conv0], act_bits: 2}
+    - {name: pool0, type: maxpool, kernel: 2}
     - {name: fc0, type: dense, out_features: 16, weight_bits: 1, act_bits: 1}
     - {name: fc1, type: dense, out_features: 10, weight_bits: 4}
 """
@@ -61,7 +62,7 @@ def _error(text: str) -> str:
 
 
 def test_every_layer_type_is_one_kind_object():
-    assert LAYER_TYPES == ("conv", "dense", "maxpool", "avgpool", "global_avgpool") == tuple(LAYER_KINDS)
+    assert LAYER_TYPES == ("conv", "dense", "maxpool", "avgpool", "global_avgpool", "add") == tuple(LAYER_KINDS)
     assert isinstance(LAYER_KINDS["conv"], ConvKind)
     assert isinstance(LAYER_KINDS["dense"], DenseKind)
     assert isinstance(LAYER_KINDS["maxpool"], MaxPoolKind)
@@ -72,7 +73,7 @@ def test_every_layer_type_is_one_kind_object():
     assert LAYER_KINDS["conv"].fold_fields == ("pe", "simd", "weight_memory", "mac", "swg_simd", "weight_layout")
     assert LAYER_KINDS["dense"].fold_fields == ("pe", "simd", "weight_memory", "mac", "weight_layout")
     assert LAYER_KINDS["maxpool"].fold_fields == ("pe",)
-    assert [k.prefix for k in LAYER_KINDS.values()] == ["conv", "fc", "pool", "avgpool", "gap"]
+    assert [k.prefix for k in LAYER_KINDS.values()] == ["conv", "fc", "pool", "avgpool", "gap", "add"]
 
 
 def test_kind_shapes():
@@ -140,25 +141,26 @@ def test_an_explicit_default_input_is_the_default():
 
 def test_a_fork_is_representable():
     net = _load(FORK).network
-    assert net.layers[2].inputs == ("conv0",)
-    assert net.order() == [0, 1, 2, 3, 4]
-    assert net.producers(2) == [0]
+    assert net.layers[2].inputs == ("conv1", "conv0")
+    assert net.order() == [0, 1, 2, 3, 4, 5]
+    assert net.producers(2) == [1, 0]
     assert net.consumers(0) == [1, 2]
-    assert net.consumers(1) == []
-    assert net.is_fork(0) and not net.is_fork(2)
-    assert not any(net.is_join(j) for j in range(5))
+    assert net.consumers(1) == [2]
+    assert net.is_fork(0) and not net.is_fork(1)
+    assert net.is_join(2) and not any(net.is_join(j) for j in (0, 1, 3, 4, 5))
     assert not net.is_chain()
-    # pool0 reads conv0 (8x16x16), not conv1 (8x7x7)
-    assert net.shapes()[2] == (Shape(8, 16, 16), Shape(8, 8, 8))
-    assert net.shapes()[3][0].size == 8 * 8 * 8
-    assert net.feeders() == [-1, 0, 0, 0, 3]
-    assert [net.input_bits_of(j) for j in range(5)] == [4, 3, 3, 3, 1]
+    # the add keeps the shape it reads (8x16x16), the pool halves it
+    assert net.shapes()[2] == (Shape(8, 16, 16), Shape(8, 16, 16))
+    assert net.shapes()[4][0].size == 8 * 8 * 8
+    assert net.feeders() == [-1, 0, 1, 2, 2, 4]
+    assert [net.input_bits_of(j) for j in range(6)] == [4, 3, 3, 2, 2, 1]
+    assert [net.output_bits(j) for j in range(-1, 5)] == [4, 3, 3, 2, 2, 1]
 
 
 def test_a_fork_round_trips_and_writes_inputs_only_where_not_the_default(tmp_path):
     d = _load(FORK)
     text = d.to_yaml()
-    assert "{name: pool0, type: maxpool, kernel: 2, stride: 2, inputs: [conv0]}" in text
+    assert "{name: add0, type: add, act_bits: 2, inputs: [conv1, conv0]}" in text
     assert text.count("inputs") == 1
     again = design_from_dict(yaml.safe_load(text))
     assert again == d and again.to_yaml() == text
@@ -167,20 +169,44 @@ def test_a_fork_round_trips_and_writes_inputs_only_where_not_the_default(tmp_pat
 def test_a_fork_hashes_apart_from_the_chain_and_ignores_names():
     fork, chain = _load(FORK).network, _load(CHAIN).network
     assert fork.content_hash() != chain.content_hash()
-    renamed = _load(FORK.replace("conv0", "stem").replace("pool0", "p"))
+    renamed = _load(FORK.replace("conv0", "stem").replace("add0", "a"))
     assert renamed.network.content_hash() == fork.content_hash()
 
 
 def test_a_fork_at_the_network_input():
-    text = CHAIN.replace("{name: conv1, type: conv, out_channels: 8, kernel: 3, stride: 2,",
-                         "{name: conv1, type: conv, inputs: [input], out_channels: 8, kernel: 3, stride: 2,")
+    text = CHAIN.replace("{name: conv0, type: conv, out_channels: 8, kernel: 3, padding: 1, weight_bits: 2, act_bits: 3}",
+                         "{name: conv0, type: conv, out_channels: 3, kernel: 3, padding: 1, weight_bits: 2, act_bits: 4}\n"
+                         "    - {name: add0, type: add, inputs: [conv0, input]}")
     net = _load(text).network
-    assert net.producers(1) == [-1]
+    assert net.producers(1) == [0, -1]
     assert net.consumers(-1) == [0, 1]
     assert net.is_fork(-1)
-    assert net.shapes()[1][0] == Shape(3, 16, 16)
-    assert net.input_bits_of(1) == 4
-    assert net.to_dict()["layers"][1]["inputs"] == ["input"]
+    assert net.shapes()[1] == (Shape(3, 16, 16), Shape(3, 16, 16))
+    assert net.input_bits_of(2) == 4 and net.output_bits(1) == 4  # an add without act_bits keeps the bits it receives
+    assert net.to_dict()["layers"][1]["inputs"] == ["conv0", "input"]
+
+
+ADD_BAD = [
+    ("shapes differ", FORK.replace("{name: conv1, type: conv, out_channels: 8, kernel: 3, padding: 1,",
+                                   "{name: conv1, type: conv, out_channels: 8, kernel: 3, padding: 1, stride: 2,"),
+     "network.layers[2] (add0).inputs: conv1 gives 8x8x8 and conv0 gives 8x16x16; an add needs one shape"),
+    ("bits differ", FORK.replace("padding: 1, weight_bits: 2, act_bits: 3}\n    - {name: add0",
+                                 "padding: 1, weight_bits: 2, act_bits: 4}\n    - {name: add0"),
+     "network.layers[2] (add0).inputs: conv1 gives 4-bit and conv0 3-bit values; an add needs one bit width"),
+    ("bipolar", FORK.replace("act_bits: 3}", "act_bits: 1}"),
+     "network.layers[2] (add0).inputs: an add of 1-bit (bipolar) values is not supported"),
+    ("three inputs", FORK.replace("inputs: [conv1, conv0]", "inputs: [conv1, conv0, input]"),
+     "network.layers[2] (add0).inputs: an add layer reads 2 inputs, got 3"),
+    ("one input", FORK.replace("inputs: [conv1, conv0]", "inputs: [conv1]"),
+     "network.layers[2] (add0).inputs: an add layer reads 2 inputs, got 1"),
+    ("a dangling branch", FORK.replace("inputs: [conv1, conv0]", "inputs: [conv0, conv0]"),
+     "network.layers[1] (conv1): no layer reads its output; every layer but the last (fc1) must feed a later one"),
+]
+
+
+@pytest.mark.parametrize("text, expected", [b[1:] for b in ADD_BAD], ids=[b[0] for b in ADD_BAD])
+def test_bad_adds_give_one_line_naming_the_layer_and_field(text, expected):
+    assert expected in _error(text)
 
 
 def test_features_that_need_a_chain_refuse_a_fork_in_one_line():
@@ -188,7 +214,7 @@ def test_features_that_need_a_chain_refuse_a_fork_in_one_line():
     with pytest.raises(CodesignError) as exc:
         net.require_chain("the cost model")
     msg = str(exc.value)
-    assert msg == ("the cost model: network.layers[2] (pool0) reads conv0, not conv1; branches are not "
+    assert msg == ("the cost model: network.layers[2] (add0) reads conv1, conv0, not conv1; branches are not "
                    "supported yet here, only a chain where each layer reads the one before it")
 
 
@@ -196,7 +222,7 @@ def test_quant_build_refuses_a_fork():
     pytest.importorskip("torch")
     from quant.build import build
 
-    with pytest.raises(CodesignError, match=r"^quant.build .*network.layers\[2\] \(pool0\).*branches are not supported yet"):
+    with pytest.raises(CodesignError, match=r"^quant.build .*network.layers\[2\] \(add0\).*branches are not supported yet"):
         build(_load(FORK).network)
 
 
@@ -217,8 +243,7 @@ BAD = [
     ("itself", _with_inputs("pool0", "[pool0]"),
      "network.layers[2] (pool0).inputs: 'pool0' is this layer itself; a layer reads only layers listed before it"),
     ("a join on a conv", _with_inputs("conv1", "[input, conv0]"),
-     "network.layers[1] (conv1).inputs: a conv layer reads one input, got 2; a join needs a join op such as add, "
-     "which does not exist yet"),
+     "network.layers[1] (conv1).inputs: a conv layer reads one input, got 2; two branches join in an add layer"),
     ("empty list", _with_inputs("pool0", "[]"),
      "network.layers[2] (pool0).inputs: expected a non-empty list of layer names such as [conv0], got []"),
     ("not a list", _with_inputs("pool0", "conv0"),
@@ -261,7 +286,7 @@ def test_the_cost_model_and_the_cli_refuse_a_fork_in_one_line(tmp_path):
     from hw_space.boards import load_board
     from hw_space.model import CostModel
 
-    with pytest.raises(CodesignError, match=r"^the cost model: network.layers\[2\] \(pool0\) reads conv0, not conv1"):
+    with pytest.raises(CodesignError, match=r"^the cost model: network.layers\[2\] \(add0\) reads conv1, conv0, not conv1"):
         CostModel(_load(FORK).network, load_board("zc706"))
     path = tmp_path / "fork.yaml"
     path.write_text(FORK)
