@@ -389,8 +389,9 @@ class SearchRun:
         objective = OBJECTIVES[cfg.reward_metric] if cfg.reward_metric else reward_objective(self.objectives)
         target = default_target(self.space, self.board, cfg.max_util, objective, seed=cfg.seed)
         return Reward(objective.name, float(f"{target:.4g}") if objective.name != "fps" else round(target, 1), kind,
-                      target_note=f"no target given: T is the median {objective.label} of 500 random designs of "
-                                  "the space that fit the board, seeded")
+                      target_note=f"no target given: T is the median {objective.label} of the 500 random designs "
+                                  "of the space (50 random networks, 10 random hardware settings each) that fit "
+                                  "the board, seeded")
 
     def _study(self):
         from codesign.search.evaluator import Evaluator

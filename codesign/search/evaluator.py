@@ -43,6 +43,7 @@ from quant.train import Budget
 
 MAX_RESAMPLES = 10
 DEFAULT_TARGET_SAMPLES = 500
+TARGET_DESIGNS_PER_NETWORK = 10  # random hardware settings per random network in default_target
 
 
 def default_fps_target(space: SearchSpace, board: Board, max_util: float, seed: int = 0,
@@ -53,18 +54,26 @@ def default_fps_target(space: SearchSpace, board: Board, max_util: float, seed: 
 
 
 def default_target(space: SearchSpace, board: Board, max_util: float, objective: Objective, seed: int = 0,
-                   samples: int = DEFAULT_TARGET_SAMPLES) -> float:
-    """Median of `objective` (one the cost model computes: of_batch) over random designs of the space
-    that fit the board: the reward's target on that objective when the user gives none."""
+                   samples: int = DEFAULT_TARGET_SAMPLES, per_network: int = TARGET_DESIGNS_PER_NETWORK) -> float:
+    """Median of `objective` (one the cost model computes: of_batch) over `samples` random designs of the
+    space that fit the board: the reward's target on that objective when the user gives none. The
+    designs come as random networks with `per_network` random hardware settings each, so the cost model
+    scores each network's designs in one vectorized call (a network's skeleton is built once)."""
     if objective.of_batch is None:
         raise CodesignError(f"objective {objective.name} is not computed by the cost model; it cannot set a target")
     rng = np.random.default_rng(seed)
-    values = []
-    for _ in range(samples):
-        design = space.decode(space.sample(rng))
-        r = CostModel(design.network, board, design.hardware.clock_mhz, max_util).evaluate_designs([design])
-        if bool(r.feasible[0]):
-            values.append(float(objective.of_batch(r)[0]))
+    values: list[float] = []
+    left = samples
+    while left > 0:
+        tokens = space.sample(rng)
+        designs = [space.decode(tokens)]
+        designs += [space.decode(space.resample_hardware(tokens, rng)) for _ in range(min(per_network, left) - 1)]
+        left -= len(designs)
+        first = designs[0]
+        model = CostModel(first.network, board, first.hardware.clock_mhz, max_util)
+        for template in dict.fromkeys(d.hardware.template for d in designs):
+            r = model.evaluate_designs([d for d in designs if d.hardware.template == template])
+            values += [float(v) for v in np.asarray(objective.of_batch(r))[r.feasible]]
     if not values:
         raise CodesignError(f"no design of {samples} random samples of the search space fits board {board.name}; "
                             "narrow the space (fewer channels, lower parallelism levels) or pick a larger board")

@@ -44,8 +44,9 @@ DEFAULT_SPACE = Path(__file__).parent.parent / "data" / "default_space.yaml"
 MAX_CONV_BLOCKS = 8
 MAX_DENSE_LAYERS = 4
 CLASSIFIER = "cls"  # slot name of the last (logits) layer, whose layer name depends on the depth
-# what a conv block is: a conv, or a depthwise-separable block (depthwise KxK + pointwise 1x1, MobileNet)
-BLOCKS = ("conv", "separable")
+# what a conv block is: a conv, a depthwise-separable block (depthwise KxK + pointwise 1x1, MobileNet), or
+# a residual basic block (two KxK convs and a shortcut joined by an add, ResNet; He et al., CVPR 2016)
+BLOCKS = ("conv", "separable", "residual")
 # what joins the convs to the dense layers: a flatten (the dense layer reads the whole map) or a
 # global average pool (the dense layer reads one value per channel)
 HEADS = ("flatten", "global_avgpool")
@@ -90,6 +91,28 @@ def divisor_counts(lo: int, hi: int, max_odd_factor: int = 3, min_divisors: int 
             odd //= 2
         if odd <= max_odd_factor and len(divisors(n)) >= min_divisors:
             out.append(n)
+    return out
+
+
+def residual_block(i: int, source: str, in_channels: int, in_bits: int, width: int, kernel: int, stride: int,
+                   wbits: int, abits: int) -> list[Layer]:
+    """Block i of a ResNet stage (He et al., CVPR 2016, the basic block): conv{i}a (KxK, the block's stride)
+    and conv{i} (KxK), joined in add{i} with the shortcut. The shortcut is the block's input where shape
+    and bits allow it (stride 1, same channels, the add's bits); otherwise a 1x1 projection proj{i} with the
+    block's stride. An add reads values of 2 bits or more, so 1-bit activations become 2 here."""
+    bits = max(abits, 2)
+    identity = stride == 1 and in_channels == width and in_bits == bits
+    pad = kernel // 2
+    out = [Layer(name=f"conv{i}a", type="conv", out_channels=width, kernel=kernel, stride=stride, padding=pad,
+                 weight_bits=wbits, act_bits=bits),
+           Layer(name=f"conv{i}", type="conv", out_channels=width, kernel=kernel, stride=1, padding=pad,
+                 weight_bits=wbits, act_bits=bits)]
+    shortcut = source
+    if not identity:
+        shortcut = f"proj{i}"
+        out.append(Layer(name=shortcut, type="conv", out_channels=width, kernel=1, stride=stride, padding=0,
+                         weight_bits=wbits, act_bits=bits, inputs=(source,)))
+    out.append(Layer(name=f"add{i}", type="add", act_bits=bits, inputs=(f"conv{i}", shortcut)))
     return out
 
 
@@ -237,12 +260,24 @@ class SearchSpace:
         layers: list[Layer] = []
         slot_of: dict[str, str] = {}
         size, pools, channels = min(ctx.height, ctx.width), 0, ctx.channels
+        bits = self.input_bits  # bits of the values the next block reads
         for i in range(n_conv):
             k = get(f"conv{i}.kernel")
             wbits, abits = get(f"conv{i}.weight_bits"), get(f"conv{i}.act_bits")
+            block = get(f"conv{i}.block") if f"conv{i}.block" in index else "conv"
+            if block == "residual":
+                down = size >= 2 and get(f"conv{i}.pool")
+                width = get(f"conv{i}.channels")
+                new = residual_block(i, layers[-1].name if layers else "input", channels, bits, width, k,
+                                     2 if down else 1, wbits, abits)
+                layers += new
+                slot_of.update({n.name: f"conv{i}" for n in new if n.type == "conv"})
+                channels, bits = width, new[-1].act_bits
+                size = (size - 1) // 2 + 1 if down else size
+                continue
             # a separable block: depthwise KxK on the block's input channels, then a pointwise 1x1
             # (one slot: the same bits and parallelism levels); on a one-channel input a block is a conv
-            if channels > 1 and f"conv{i}.block" in index and get(f"conv{i}.block") == "separable":
+            if channels > 1 and block == "separable":
                 layers.append(Layer(name=f"dw{i}", type="conv", out_channels=channels, kernel=k, stride=1,
                                     padding=k // 2, groups=channels, weight_bits=wbits, act_bits=abits))
                 slot_of[f"dw{i}"] = f"conv{i}"
@@ -251,6 +286,7 @@ class SearchSpace:
             layers.append(Layer(name=f"conv{i}", type="conv", out_channels=channels, kernel=k,
                                 stride=1, padding=k // 2, weight_bits=wbits, act_bits=abits))
             slot_of[f"conv{i}"] = f"conv{i}"
+            bits = abits
             if size >= 2 and get(f"conv{i}.pool"):
                 layers.append(Layer(name=f"pool{pools}", type="maxpool", kernel=2, stride=2))
                 pools += 1
@@ -300,7 +336,13 @@ class SearchSpace:
         net, hw = design.network, design.hardware
         depthwise = {l.name for l in net.layers if l.type == "conv" and l.groups > 1}
         after_dw = {net.layers[i].name for i in range(1, len(net.layers)) if net.layers[i - 1].name in depthwise}
-        convs = [l for l in net.layers if l.type == "conv" and l.name not in depthwise]
+        # a residual block (residual_block): its main conv is the add's first input; the conv before it and
+        # a projection (a conv naming its input) share the main conv's slot
+        first_of = {net.layers[j].name: net.layers[net.producers(j)[0]] for j in range(len(net.layers))
+                    if any(a.type == "add" and a.inputs[0] == net.layers[j].name for a in net.layers)}
+        proj = {l.name for l in net.layers if l.type == "conv" and l.inputs}
+        inner = {first.name for first in first_of.values()} | proj
+        convs = [l for l in net.layers if l.type == "conv" and l.name not in depthwise | inner]
         if "head" in index:
             put("head", "global_avgpool" if any(l.type == "global_avgpool" for l in net.layers) else "flatten")
         dense = [l for l in net.layers if l.type == "dense"]
@@ -310,13 +352,16 @@ class SearchSpace:
         kernel_of = {net.layers[i].name: net.layers[i - 1].kernel for i in range(1, len(net.layers))
                      if net.layers[i].name in after_dw}
         for i, l in enumerate(convs):
+            first = first_of.get(l.name)
             if f"conv{i}.block" in index and l.name in after_dw:
                 put(f"conv{i}.block", "separable")
+            if first is not None:
+                put(f"conv{i}.block", "residual")
             put(f"conv{i}.kernel", kernel_of.get(l.name, l.kernel))
             put(f"conv{i}.channels", l.out_channels)
-            put(f"conv{i}.pool", l.name in pooled)
+            put(f"conv{i}.pool", first.stride == 2 if first is not None else l.name in pooled)
             put(f"conv{i}.weight_bits", l.weight_bits)
-            put(f"conv{i}.act_bits", l.act_bits)
+            put(f"conv{i}.act_bits", first.act_bits if first is not None else l.act_bits)
         for j, l in enumerate(dense[:-1]):
             put(f"fc{j}.features", l.out_features)
             put(f"fc{j}.weight_bits", l.weight_bits)
@@ -333,8 +378,10 @@ class SearchSpace:
             # a separable block's depthwise conv shares its pointwise conv's slot: a level must give both folds
             dw_of = {net.layers[i].name: net.layers[i - 1].name for i in range(1, len(net.layers))
                      if net.layers[i].name in after_dw}
+            shares = {l.name: [first_of[l.name].name] + [p for p in proj if any(
+                a.type == "add" and a.inputs == (l.name, p) for a in net.layers)] for l in convs if l.name in first_of}
             for slot, layer in zip(slots, convs + dense):
-                names = [layer.name] + ([dw_of[layer.name]] if layer.name in dw_of else [])
+                names = [layer.name] + ([dw_of[layer.name]] if layer.name in dw_of else []) + shares.get(layer.name, [])
                 want = {n: hw.fold(n) for n in names}
                 f = want[layer.name]
                 put(f"{slot}.pe", f.pe, lambda c, v, ns=names, want=want: all(
@@ -661,6 +708,14 @@ def space_from_dict(data: Any, source: str = "<space>", context: Context | None 
         block=f.names(net, "block", "network", BLOCKS) if "block" in net else ChoiceSpec(("conv",)),
         head=f.names(net, "head", "network", HEADS) if "head" in net else ChoiceSpec(("flatten",)),
         input_bits=bits, context=context or Context(1, 8, 8, 10), source=source)
+    if "residual" in space.block.values:
+        if "tiled" in space.templates.values:
+            raise f.fail("hardware.templates", "tiled is not allowed with network.block residual: the tiled engine "
+                         "runs a chain of layers; allowed: [dataflow]")
+        even = [k for k in space.kernel.values if k % 2 == 0]
+        if even:
+            raise f.fail("network.kernel", f"{even[0]} is not allowed with network.block residual: a residual block "
+                         "keeps its map size, which needs an odd kernel; allowed: odd kernels such as 1, 3, 5")
     return _resolved(space)
 
 
