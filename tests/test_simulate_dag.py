@@ -148,7 +148,7 @@ def test_two_branches_of_different_latency_size_the_difference():
 
 # ---------------------------------------------------------------- against the literal rules
 
-def _naive_graph(kernels, edges, depths, frames, pace=None):
+def naive_graph(kernels, edges, depths, frames, pace=None):
     """The rules, literally, on a DAG: every cycle each kernel tries its next iteration against the
     FIFO occupancies at the start of the cycle; a read needs every input FIFO non-empty, a write
     every output FIFO below its depth."""
@@ -250,7 +250,7 @@ def test_event_simulation_equals_the_cycle_by_cycle_rules_on_random_dags():
         frames = int(rng.integers(1, 4))
         pace = int(rng.integers(5, 30)) if case % 3 == 0 else None
         run = run_graph(ks, edges, depths, frames, pace)
-        R, W = _naive_graph(ks, edges, depths, frames, pace)
+        R, W = naive_graph(ks, edges, depths, frames, pace)
         assert [list(x) for x in run.read_times] == R and [list(x) for x in run.write_times] == W, case
         deadlocks += run.deadlock
         for x in timelines(ks, run, depths):
@@ -269,7 +269,7 @@ def test_the_residual_case_equals_the_cycle_by_cycle_rules():
         depths = [2, 2, d, 2, 2]
         run = run_graph(ks, RESIDUAL_EDGES, depths, 2)
         assert ([list(x) for x in run.read_times], [list(x) for x in run.write_times]) == \
-            _naive_graph(ks, RESIDUAL_EDGES, depths, 2), d
+            naive_graph(ks, RESIDUAL_EDGES, depths, 2), d
 
 
 # ---------------------------------------------------------------- chains through the graph code
@@ -284,7 +284,7 @@ def test_chains_through_the_graph_code_follow_the_rules():
         run = run_chain(ks, depths, 2)
         assert run.edges == edges and not run.deadlock  # a chain whose word counts agree never deadlocks
         assert ([list(x) for x in run.read_times], [list(x) for x in run.write_times]) == \
-            _naive_graph(ks, edges, depths, 2)
+            naive_graph(ks, edges, depths, 2)
 
 
 @cache
