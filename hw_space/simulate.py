@@ -38,7 +38,7 @@ deadlock, every frame interval within 1 % of the analytical II). (3) The produce
 often only runs ahead of a slower consumer, so the depths are bisected, all at once, over the
 depths where the cost of the FIFO changes (registers, SRL, BRAM18 steps): a probe that keeps the
 frame interval keeps the lower halves, one that does not blames the FIFOs whose full slots lie on
-its critical path (a probe that deadlocks: the FIFOs full when it stopped).
+its critical path (a probe that deadlocks: the full FIFOs into a join starved on another input).
 """
 
 from __future__ import annotations
@@ -523,11 +523,19 @@ def fifo_occupancy(run: ChainRun, i: int) -> tuple[int, int]:
     return int(at_write.max()), int(held.max())
 
 
-def full_fifos(run: ChainRun, depths: list[int | None]) -> list[int]:
-    """The FIFOs at their depth when the run ended whose producer had iterations left: in a
-    deadlock, the full FIFOs its blocked writers wait on."""
-    return [i for i, ((p, c), d) in enumerate(zip(run.edges, depths))
-            if d and not run.done[p] and len(run.write_times[p]) - len(run.read_times[c]) >= d]
+def deadlock_fifos(run: ChainRun, depths: list[int | None]) -> list[int]:
+    """In a run that ended in deadlock, the FIFOs whose depth closed the wait cycle: those at their
+    depth whose consumer (a join) waits for a word on another, empty, input FIFO. Around any wait
+    cycle a kernel blocked on a full output hands the wait on to its consumer, one starved on an
+    empty input to its producer; where the cycle turns from the first to the second sits a join with
+    a full and an empty input. FIFOs full only because everything behind them is blocked are not
+    returned: making them deeper would not help."""
+    ins: dict[int, list[int]] = {}
+    for i, (_, c) in enumerate(run.edges):
+        ins.setdefault(c, []).append(i)
+    held = [len(run.write_times[p]) - len(run.read_times[c]) for p, c in run.edges]
+    return [i for i, ((_, c), d) in enumerate(zip(run.edges, depths))
+            if d and held[i] >= d and not run.done[c] and any(held[j] == 0 for j in ins[c] if j != i)]
 
 
 @dataclass
@@ -772,7 +780,8 @@ def _shrink(chain: Chain, depths: list[int], res: SimResult, target: int, frames
     probe sets each open FIFO to the middle level of its interval; if every frame interval stays
     within `target`, each open FIFO keeps the lower half; if not, the FIFOs whose full slots delayed
     the critical path of the probe keep the upper half (a probe that deadlocks: the FIFOs full when
-    it stopped; where none did, the costliest open FIFO).
+    it stopped with a join waiting on its other input, deadlock_fifos; where none did, the costliest
+    open FIFO).
     `depths` reaches the target, and so does every vector that replaces it."""
     levels = {i: depth_levels(chain.fifo_widths[i], d) for i, d in enumerate(depths) if d > MIN_DEPTH}
     lo = {i: 0 for i in levels}
@@ -793,7 +802,7 @@ def _shrink(chain: Chain, depths: list[int], res: SimResult, target: int, frames
                 hi[i] = mid[i]
             depths, res = trial, probe
             continue
-        culprits = full_fifos(probe_run, trial) if probe_run.deadlock else critical_fifos(chain.kernels, probe_run, trial)
+        culprits = deadlock_fifos(probe_run, trial) if probe_run.deadlock else critical_fifos(chain.kernels, probe_run, trial)
         blamed = [i for i in culprits if i in mid]
         if not blamed:
             blamed = [max(open_, key=lambda i: int(fifo_cost(chain.fifo_widths[i], [trial[i]])[0]))]
@@ -868,6 +877,6 @@ def format_simulation(res: SimResult, title: str = "") -> str:
 
 __all__ = ["Chain", "ChainRun", "KernelSchedule", "SimResult", "Timeline", "build_chain", "chain_edges",
            "critical_fifos", "depth_levels", "design_chain", "fifo_cost", "fifo_occupancy", "format_simulation",
-           "full_fifos", "gearbox_flags", "graph_ports", "kernel_schedule", "max_pool_axis_flags", "mvau_flags",
+           "deadlock_fifos", "gearbox_flags", "graph_ports", "kernel_schedule", "max_pool_axis_flags", "mvau_flags",
            "run_chain", "run_graph", "run_unbounded", "simulate", "simulate_chain", "size_chain", "size_fifos",
            "sliding_window_flags", "timelines"]
