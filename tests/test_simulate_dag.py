@@ -349,3 +349,37 @@ def test_build_chain_follows_the_stages_reads():
         build_chain(_with_stages(result, _with_reads(stages, bad)))
     with pytest.raises(ValueError, match="conv0_twin_fifo.*no stage"):  # the twin's reader without the twin
         build_chain(_with_stages(result, _with_reads(stages, reads)))
+
+
+# ---------------------------------------------------------------- a residual design of the cost model
+
+RESNET_FOLDS = {"stem": dict(pe=2, simd=9), "b1a": dict(pe=2, simd=144), "b1b": dict(pe=2, simd=144),
+                "add1": dict(pe=2), "b2a": dict(pe=2, simd=72), "b2b": dict(pe=2, simd=144),
+                "proj": dict(pe=1, simd=16), "add2": dict(pe=1), "gap": dict(pe=1), "fc0": dict(pe=1)}
+
+
+def test_the_skip_fifo_of_digits_resnet():
+    """examples/digits_resnet.yaml as `codesign fold` folds it for the PYNQ-Z1 (II 606, the sliding
+    windows). The stem writes 8 words a pixel (16 channels, PE 2), 64 a row of 8 pixels. b1b writes
+    its first word after its window's fill (b1a's output rows 0 and 1), and b1a_swg emits row 1's
+    windows while it reads stem row 3 (a read and a write share an iteration): the skip FIFO
+    stem_dup -> add1 holds at least 4 stem rows = 256 words before add1 reads one. In the second
+    block the projection (a 1x1 conv, quick to its first word) waits for b2b at add2: its output
+    FIFO is the other deep one."""
+    from hw_space.design import LayerFold
+
+    design = load_design(EXAMPLES / "digits_resnet.yaml")
+    board = load_board(design.hardware.board)
+    design = design.with_hardware(layers={k: LayerFold(**v) for k, v in RESNET_FOLDS.items()})
+    res = size_fifos(design, board)
+    assert not res.deadlock and res.ii_cycles == res.analytical_ii == 606
+    skip = res.fifo_edges.index(("stem_dup", "add1"))
+    depths = [f["depth"] for f in res.fifos]
+    assert depths[skip] > 4 * 64
+    deepest = sorted(range(len(depths)), key=depths.__getitem__)[-2:]
+    assert {res.fifo_edges[i] for i in deepest} == {("stem_dup", "add1"), ("proj", "add2")}
+    chain = build_chain(evaluate_design(design, board))
+    at_four_rows = list(depths)
+    at_four_rows[skip] = 4 * 64
+    assert simulate_chain(chain, at_four_rows).deadlock
+    assert simulate_chain(chain, [2] * len(depths)).deadlock
