@@ -358,27 +358,34 @@ RESNET_FOLDS = {"stem": dict(pe=2, simd=9), "b1a": dict(pe=2, simd=144), "b1b": 
                 "proj": dict(pe=1, simd=16), "add2": dict(pe=1), "gap": dict(pe=1), "fc0": dict(pe=1)}
 
 
-def test_the_skip_fifo_of_digits_resnet():
+def test_the_skip_fifo_of_digits_resnet(tmp_path, capsys):
     """examples/digits_resnet.yaml as `codesign fold` folds it for the PYNQ-Z1 (II 606, the sliding
-    windows). The stem writes 8 words a pixel (16 channels, PE 2), 64 a row of 8 pixels. b1b writes
-    its first word after its window's fill (b1a's output rows 0 and 1), and b1a_swg emits row 1's
-    windows while it reads stem row 3 (a read and a write share an iteration): the skip FIFO
-    stem_dup -> add1 holds at least 4 stem rows = 256 words before add1 reads one. In the second
-    block the projection (a 1x1 conv, quick to its first word) waits for b2b at add2: its output
-    FIFO is the other deep one."""
-    from hw_space.design import LayerFold
+    windows), through `codesign simulate --json`. The stem writes 8 words a pixel (16 channels,
+    PE 2), 64 a row of 8 pixels. b1b writes its first word after its window's fill (b1a's output
+    rows 0 and 1), and b1a_swg emits row 1's windows while it reads stem row 3 (a read and a write
+    share an iteration): the skip FIFO stem_dup -> add1 holds at least 4 stem rows = 256 words
+    before add1 reads one. In the second block the projection (a 1x1 conv, quick to its first
+    word) waits for b2b at add2: its output FIFO is the other deep one."""
+    import json
+
+    from codesign.cli import main
+    from hw_space.design import LayerFold, save_design
 
     design = load_design(EXAMPLES / "digits_resnet.yaml")
     board = load_board(design.hardware.board)
     design = design.with_hardware(layers={k: LayerFold(**v) for k, v in RESNET_FOLDS.items()})
-    res = size_fifos(design, board)
-    assert not res.deadlock and res.ii_cycles == res.analytical_ii == 606
-    skip = res.fifo_edges.index(("stem_dup", "add1"))
-    depths = [f["depth"] for f in res.fifos]
+    save_design(design, tmp_path / "resnet.yaml")
+    assert main(["simulate", str(tmp_path / "resnet.yaml"), "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["deadlock"] is False and res["ii_cycles"] == res["analytical_ii_cycles"] == 606
+    edges = [tuple(e) for e in res["fifo_edges"]]
+    skip = edges.index(("stem_dup", "add1"))
+    depths = [f["depth"] for f in res["fifos"]]
     assert depths[skip] > 4 * 64
     deepest = sorted(range(len(depths)), key=depths.__getitem__)[-2:]
-    assert {res.fifo_edges[i] for i in deepest} == {("stem_dup", "add1"), ("proj", "add2")}
+    assert {edges[i] for i in deepest} == {("stem_dup", "add1"), ("proj", "add2")}
     chain = build_chain(evaluate_design(design, board))
+    assert [(chain.kernels[p].name, chain.kernels[c].name) for p, c in chain.fifo_edges] == edges
     at_four_rows = list(depths)
     at_four_rows[skip] = 4 * 64
     assert simulate_chain(chain, at_four_rows).deadlock
