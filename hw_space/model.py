@@ -285,12 +285,15 @@ class CostModel:
         network's bits, 'auto' memory and multipliers, per-PE weight memories; layout: the codes of
         hw_space.layers.LAYOUT_CODES). Entries of maxpool layers: pe only (default:
         all channels). swg_simd: the sliding windows' SIMD (0 or None: layers.largest_divisor_at_most).
-        fifo_depths: (N, F) depths of the F potential FIFOs in stream order (None: 2 words each,
-        the smallest full-rate FIFO; the per-design estimate passes the simulated depths).
+        fifo_depths: (N, F) depths of the F potential FIFOs in the order of the FIFO stages of the
+        result (None: 2 words each, the smallest full-rate FIFO; the per-design estimate passes the
+        simulated depths).
 
-        The stages are the kernels the HLS writer emits, in stream order, each followed by the FIFO
-        it writes into; width converters (and the FIFO after them) are inactive where the two
-        sides' words hold the same number of elements."""
+        The stages are the kernels the HLS writer emits, in a topological order of the stream graph
+        (stream order for a chain), each followed by the FIFOs it writes into (one per reader; the
+        duplicator after a fork writes several); StageResult.reads gives the graph. Width converters
+        (and the FIFO after them) are inactive where the two sides' words hold the same number of
+        elements."""
         arrays = [a for a in (pe, simd, weight_bits, act_bits, mem, mac, swg_simd, layout)
                   if a is not None and np.ndim(a) == 2]
         n = n or (arrays[0].shape[0] if arrays else 1)

@@ -163,6 +163,35 @@ def test_the_residual_design_has_the_contract_stages_and_reads(resnet):
     assert _fig(stages["add1"]) == {"cycles": 128, "LUT": 1340, "FF": 200, "BRAM18": 0}
 
 
+def test_a_fork_at_the_network_input():
+    import yaml
+
+    from hw_space.design import design_from_dict
+
+    design = design_from_dict(yaml.safe_load("""
+network:
+  input: {channels: 3, height: 8, width: 8, bits: 4}
+  layers:
+    - {name: conv0, type: conv, out_channels: 3, kernel: 3, padding: 1, weight_bits: 2, act_bits: 4}
+    - {name: add0, type: add, inputs: [conv0, input], act_bits: 3}
+    - {name: fc0, type: dense, out_features: 10, weight_bits: 2}
+hardware: {board: pynq-z1, layers: {conv0: {pe: 1, simd: 9}}}
+"""))
+    result = evaluate_design(design, load_board("pynq-z1"))
+    stages = {st.name: st for st in result.stages}
+    assert [st.name for st in result.stages][:7] == ["input", "input_fifo", "input_dup", "input_dup_fifo0",
+                                                      "input_dup_fifo1", "conv0_in_dwc", "conv0_in_dwc_fifo"]
+    assert stages["input_dup"].layer == "input" and stages["conv0_in_dwc"].reads == ("input_dup_fifo0",)
+    assert stages["add0_in1_dwc"].reads == ("input_dup_fifo1",)
+    # the input adapter writes its first reader's word (conv0's window: 3 channels of 4 bits), so the
+    # duplicator copies 8*8 words of 12 bits; add0 (PE 1) repacks its port-1 input from 3 to 1 per word
+    assert _fig(stages["input_dup"])["cycles"] == 64 and int(stages["input_dup_fifo1"].width[0]) == 12
+    assert bool(stages["add0_in1_dwc"].active[0]) and not bool(stages["conv0_in_dwc"].active[0])
+    assert int(stages["add0_in1_dwc"].cycles[0]) == 3 * 8 * 8  # one element per cycle out
+    # add0 requantizes a 5-bit sum of two 4-bit codes to 3 bits
+    assert int(stages["add0"].width[0]) == 5 and int(stages["add0_fifo"].width[0]) == 3
+
+
 def test_fifo_depths_are_one_per_fifo_stage_and_price_the_skip_fifo(resnet):
     model = CostModel(resnet.network, load_board("pynq-z1"))
     base = model.evaluate_designs([resnet])
