@@ -18,7 +18,8 @@ uniform interface (stage_cycles, stage_resources) on the same shape, folding and
 * the average pool against Pool_hls with Function QuantAvgPool, the global average pool against
   GlobalAccPool_hls, the max-pool against Pool_hls with Function MaxPool (FINN's Pool_Batch reads an
   im2col window stream; our max-pool is two streaming passes: rows, then columns). FINN's pools have
-  no resource estimates (0).
+  no resource estimates (0);
+* skip-path FIFOs (depth x width) against FINN's model of its fifo.sv (resource_models._fifo_cost).
 All figures are estimates of both tools, not synthesis results.
 """
 
@@ -154,6 +155,24 @@ def pool_rows() -> list[dict]:
     return rows
 
 
+def skip_fifo_rows() -> list[dict]:
+    """Skip-path FIFOs (depth x width bits) against FINN's model of its fifo.sv with the 'auto' style
+    (finn.util.resource_models._fifo_cost; our FIFOs are hls::stream, so this compares scale only)."""
+    from finn.util.resource_models import _fifo_cost, _resolve
+
+    from hw_space.layers import Fifo
+
+    rows = []
+    for depth, width in ((256, 4), (1024, 4), (2048, 4), (1024, 16), (4096, 32)):
+        r = Fifo("skip").resources(np.array([width]), np.array([depth]))
+        cost = _fifo_cost(depth, width, _resolve(depth, width, "auto"))
+        uram = f", FINN {cost.uram} URAM" if cost.uram else ""  # its 'auto' picks URAM above 2,028 words
+        rows.append({"kind": "fifo", "config": f"{depth} x {width} bits{uram}",
+                     "ours": {"cycles": 0, "LUT": int(r.LUT[0]), "BRAM18": int(r.BRAM18[0]), "DSP": 0},
+                     "finn": {"cycles": 0, "LUT": int(cost.lut), "BRAM18": int(cost.bram), "DSP": 0}})
+    return rows
+
+
 def format_rows(rows: list[dict]) -> str:
     head = (f"{'kind':<9}{'config':<38}{'cycles ours':>12}{'FINN':>9}{'LUT ours':>10}{'FINN':>8}"
             f"{'BRAM18 ours':>12}{'FINN':>6}{'DSP ours':>9}{'FINN':>6}")
@@ -175,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"finn_kinds_crosscheck: FINN is not importable here ({exc}); run it with the FINN reference "
               "environment's python (benchmarks/finn_crosscheck.py says how)", file=sys.stderr)
         return 2
-    rows = vvau_rows() + add_rows() + dup_rows() + pool_rows()
+    rows = vvau_rows() + add_rows() + dup_rows() + pool_rows() + skip_fifo_rows()
     print(format_rows(rows))
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
