@@ -8,6 +8,7 @@ search's inner loop and the user's report never disagree.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -166,11 +167,9 @@ class CostModel:
         net = self.network
         self.io_in = StreamIO("input", net.input.channels * net.input.height * net.input.width, "input")
         self.io_out = StreamIO("output", net.num_classes, "output")
-        # (consumer layer, port) of every edge that reads each layer's values (key -1: the network input)
-        readers: dict[int, list[tuple[int, int]]] = {p: [] for p in range(-1, self.L)}
-        for j in net.order():
-            for q, p in enumerate(net.producers(j)):
-                readers[p].append((j, q))
+        # how many input ports read each layer's values (key -1: the network input); an add may read
+        # one layer on both ports, which makes two edges
+        readers = Counter(p for j in net.order() for p in net.producers(j))
         nodes: list[_Node] = []
 
         def add(j: int, layer: str, kind: HwKind, inputs: tuple[int, ...]) -> int:
@@ -179,14 +178,14 @@ class CostModel:
 
         def fork(p: int, layer: str, tail: int) -> int:
             """The node whose stream carries layer p's values: a duplicator after `tail` if several read them."""
-            n = len(readers[p])
+            n = readers[p]
             if n < 2:
                 return tail
             size = self.shapes[p][1].size if p >= 0 else self.io_in.elements
             return add(p, layer, DuplicateStreams(f"{layer}_dup", size, n), (tail,))
 
         tails = {-1: fork(-1, "input", add(-1, "input", self.io_in, ()))}
-        input_forks = len(readers[-1]) > 1
+        input_forks = readers[-1] > 1
         for j, (layer, kinds) in enumerate(zip(net.layers, per_layer)):
             ports = []
             for q, p in enumerate(net.producers(j)):
