@@ -43,6 +43,7 @@ its critical path (a probe that deadlocks: the full FIFOs into a join starved on
 
 from __future__ import annotations
 
+import heapq
 import time
 from bisect import bisect_right
 from dataclasses import dataclass, field
@@ -157,10 +158,6 @@ class Chain:
         if len(self.fifo_edges) != len(self.fifo_names):
             raise ValueError(f"{len(self.fifo_names)} FIFOs, {len(self.fifo_edges)} FIFO edges")
 
-    @property
-    def is_chain(self) -> bool:
-        return self.fifo_edges == chain_edges(len(self.kernels))
-
     def stage_depths(self, depths: list[int]) -> list[int]:
         """Per-active-FIFO values -> one per FIFO stage of the model (inactive ones 0)."""
         out = [0] * self.n_fifo_stages
@@ -203,8 +200,6 @@ def _stage_reads(stages: list) -> list[tuple[str, ...]]:
 def _topological(n: int, edges: list[Edge]) -> list[int]:
     """A topological order of n nodes, the lowest index first among the ready ones (a list
     already in order stays as it is)."""
-    import heapq
-
     succ: list[list[int]] = [[] for _ in range(n)]
     indeg = [0] * n
     for p, c in edges:
