@@ -667,6 +667,7 @@ class SimResult:
     elapsed_s: float = 0.0
     runs: int = 1  # bounded simulations behind this result (size_fifos: the probes)
     fifo_edges: list[tuple[str, str]] = field(default_factory=list)  # per active FIFO: (producer, consumer) kernel
+    blocking: list[str] = field(default_factory=list)  # after a deadlock: the FIFOs that closed it (deadlock_fifos)
 
     @property
     def latency_us(self) -> float | None:
@@ -682,7 +683,8 @@ class SimResult:
                 "latency_cycles": self.latency_cycles, "latency_us": self.latency_us, "clock_mhz": self.clock_mhz,
                 "deadlock": self.deadlock, "frames": self.frames, "fifos": self.fifos, "depths": self.depths,
                 "max_occupancy": self.max_occupancy, "frame_done": self.frame_done, "stalls": self.stalls,
-                "fifo_edges": [list(e) for e in self.fifo_edges], "runs": self.runs, "elapsed_s": self.elapsed_s}
+                "fifo_edges": [list(e) for e in self.fifo_edges], "blocking_fifos": self.blocking, "runs": self.runs,
+                "elapsed_s": self.elapsed_s}
 
 
 def _result(chain: Chain, run: ChainRun, depths: list[int], started: float) -> SimResult:
@@ -699,9 +701,10 @@ def _result(chain: Chain, run: ChainRun, depths: list[int], started: float) -> S
     stalls = {ks.name: {"read": int(r), "write": int(w)}
               for ks, r, w in zip(chain.kernels, run.stall_read, run.stall_write)}
     names = [(chain.kernels[p].name, chain.kernels[c].name) for p, c in chain.fifo_edges]
+    blocking = [chain.fifo_names[i] for i in deadlock_fifos(run, depths)] if run.deadlock else []
     return SimResult(ii, latency, run.frames, run.deadlock, chain.stage_depths(depths), chain.stage_depths(held),
                      chain.analytical_ii, chain.clock_mhz, fifos, stalls, frame_done, time.perf_counter() - started,
-                     fifo_edges=names)
+                     fifo_edges=names, blocking=blocking)
 
 
 # ---------------------------------------------------------------- public API
@@ -860,7 +863,8 @@ def format_simulation(res: SimResult, title: str = "") -> str:
         lines.append("simulated latency: frame 0 never completed")
     else:
         lines.append(f"simulated latency {res.latency_cycles:,} cycles = {res.latency_us:,.1f} us at {res.clock_mhz:g} MHz")
-    lines.append(f"deadlock: {'YES' if res.deadlock else 'no'}")
+    blocking = f" (full, while the join it feeds waits on another input: {', '.join(res.blocking)})" if res.blocking else ""
+    lines.append(f"deadlock: {'YES' if res.deadlock else 'no'}{blocking}")
     # a DAG (forks, joins) also shows which kernels each FIFO connects: the skip FIFOs stand out
     ends = [f"  {p} -> {c}" for p, c in res.fifo_edges] if _branches(res.fifo_edges) else [""] * len(res.fifos)
     head = f"{'FIFO':<24}{'width':>8}{'depth':>8}{'max occupancy':>15}" + ("  from -> to" if any(ends) else "")

@@ -126,7 +126,9 @@ def test_sizing_finds_the_skip_fifo_and_the_analytical_ii():
     assert "from -> to" in text and "dup -> add" in text
     # at depth 2 everywhere the fork deadlocks, and the report says so
     shallow = simulate_chain(_residual_chain(), [2] * 5)
-    assert shallow.deadlock and shallow.ii_cycles is None
+    assert shallow.deadlock and shallow.ii_cycles is None and shallow.blocking == ["skip_fifo"]
+    assert "deadlock: YES (full, while the join it feeds waits on another input: skip_fifo)" in format_simulation(shallow)
+    assert res.blocking == [] and res.to_dict()["blocking_fifos"] == []
 
 
 def test_two_branches_of_different_latency_size_the_difference():
