@@ -321,7 +321,7 @@ def _run_tb(project: Path, tag: str, flags: list[str]) -> str:
 
 
 @needs_gxx
-@pytest.mark.parametrize("case", [pytest.param(c, marks=() if c in ("xnor", "mixed") else pytest.mark.slow)
+@pytest.mark.parametrize("case", [pytest.param(c, marks=() if c == "mixed" else pytest.mark.slow)
                                   for c in sorted(FAST_PROJECTS)])
 def test_csim_fast_and_plain_builds_write_the_same_outputs(case, tmp_path):
     from codesign.backend.emit import emit

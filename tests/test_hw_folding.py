@@ -46,7 +46,8 @@ DESIGNS = {
     "mlp": _mlp,
     "cifar_w4a4": _cifar_w4a4,
 }
-CASES = [("digits", "pynq-z2"), ("digits", "zcu104"), ("cnv", "pynq-z2"), ("cnv", "zc706"),
+CASES = [("digits", "pynq-z2"), ("digits", "zcu104"), ("cnv", "pynq-z2"),
+         pytest.param("cnv", "zc706", marks=pytest.mark.slow),  # cnv is folded on pynq-z2 by default
          ("mlp", "ultra96"), ("cifar_w4a4", "kv260"), ("cifar_w4a4", "pynq-z1")]
 
 
@@ -89,7 +90,7 @@ def test_fold_speeds_up_the_unfolded_examples_by_known_floors():
 
 
 @pytest.mark.parametrize("name, board", [("cnv", "pynq-z2"), ("cifar_w4a4", "kv260"), ("digits", "zcu104")])
-@pytest.mark.parametrize("fraction", [0.5, 0.1])
+@pytest.mark.parametrize("fraction", [0.5, pytest.param(0.1, marks=pytest.mark.slow)])
 def test_target_fps_is_met_at_no_more_cost(name, board, fraction):
     b = load_board(board)
     fastest = estimate(_folded(name, board), b)

@@ -84,8 +84,10 @@ def test_fold_never_returns_a_word_over_the_limit(board):
 
 
 @needs_gxx
-@pytest.mark.parametrize("board", ["zc706", "pynq-z1"])
-@pytest.mark.parametrize("kind", ["w8a8", "w2a2"])
+# by default one wide MLP per board (w8a8 on zc706, w2a2 on pynq-z1); the other two pairs are slow
+@pytest.mark.parametrize("kind, board", [("w8a8", "zc706"), ("w2a2", "pynq-z1"),
+                                         pytest.param("w8a8", "pynq-z1", marks=pytest.mark.slow),
+                                         pytest.param("w2a2", "zc706", marks=pytest.mark.slow)])
 def test_wide_mlps_emit_and_verify_with_a_board(tmp_path, kind, board):
     """An 8-bit 784->64->10 MLP and a 2-bit 784->64->64->64->10 MLP, folded by `--board`: every
     ap_uint fits AP_INT_MAX_W, every header defines it, and the C-simulation is bit-exact."""

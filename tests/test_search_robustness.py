@@ -155,7 +155,9 @@ def run_chain(tmp_path, kind, batch, chain):
     raise AssertionError("the run never finished")
 
 
-@pytest.mark.parametrize("kind", list(KINDS))
+# rl-phase and rl-separate resume through the same journal and checkpoint code as rl-combined: slow
+@pytest.mark.parametrize("kind", [k if k not in ("rl-phase", "rl-separate") else pytest.param(k, marks=pytest.mark.slow)
+                                  for k in KINDS])
 def test_resume_after_any_crash_gives_the_uninterrupted_run(tmp_path, tmp_path_factory, kind):
     """Crash after crash (every kind of point, see CHAIN), resumed each time: the journal ends up equal
     to the uninterrupted run's, and so does the strategy's state (its next proposal)."""
@@ -169,7 +171,8 @@ def test_resume_after_any_crash_gives_the_uninterrupted_run(tmp_path, tmp_path_f
     assert load_state(tmp_path / "controller.pt")["trials"] == TRIALS
 
 
-@pytest.mark.parametrize("kind, batch", [("rl-combined", 1), ("rl-combined", 3), ("evolution", 3), ("random", 3)])
+@pytest.mark.parametrize("kind, batch", [("rl-combined", 1), pytest.param("rl-combined", 3, marks=pytest.mark.slow),
+                                         pytest.param("evolution", 3, marks=pytest.mark.slow), ("random", 3)])
 def test_resume_after_any_crash_other_batch_sizes(tmp_path, tmp_path_factory, kind, batch):
     expected, next_ask = reference(tmp_path_factory, kind, batch)
     chain = [f for f in CHAIN if not (batch == 1 and f[0] == "journal" and f[2] == "line")]

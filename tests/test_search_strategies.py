@@ -74,7 +74,8 @@ def test_same_seed_same_run(name, options):
     assert [other.ask() for _ in range(3)] != runs[0][:3]
 
 
-@pytest.mark.parametrize("mode", ["combined", "phase", "separate"])
+@pytest.mark.parametrize("mode", ["combined", pytest.param("phase", marks=pytest.mark.slow),
+                                  pytest.param("separate", marks=pytest.mark.slow)])
 def test_rl_learns_a_toy_objective(mode):
     rng = np.random.default_rng(0)
     # the target uses the deepest network, so every decision is active at the optimum
