@@ -49,7 +49,8 @@ class InsertWidthConverters(Transform):
             item, consumer = op(g, u), op(g, v)
             a, b = item.out_elems, consumer.in_elems
             if a != b:
-                insert_on_edge(g, u, v, WidthConverter(name=consumer.converter_name(item), onnx_op="dwc", in_elems=a,
+                name = consumer.converter_name(item, g.edges[u, v].get("port", 0))
+                insert_on_edge(g, u, v, WidthConverter(name=name, onnx_op="dwc", in_elems=a,
                                                        out_elems=b, total=item.frame_elems, fmt=item.stream_fmt))
 
 
