@@ -41,7 +41,8 @@ class LayerEstimate:
 @dataclass(frozen=True)
 class Estimate:
     """Whole-design figures. latency_cycles is an upper bound for the dataflow template (the sum
-    of stage cycles; stages overlap in hardware) and exact for the tiled one (layers run in turn)."""
+    of stage cycles along the longest path of the stream graph, for a chain all of them; stages
+    overlap in hardware) and exact for the tiled one (layers run in turn)."""
 
     board: str
     template: str
@@ -216,7 +217,8 @@ def format_estimate(est: Estimate) -> str:
     how = " (simulated; the slowest stage takes " f"{est.analytical_ii_cycles:,})" if est.simulated else ""
     lines.append(f"initiation interval {est.ii_cycles:,} cycles -> {est.fps:,.1f} FPS at {est.clock_mhz:g} MHz{how}")
     bound = ("simulated first frame, FIFOs sized by simulation" if est.simulated else
-             "upper bound: the sum of stage cycles" if est.template == "dataflow" else "layers in sequence")
+             "upper bound: the sum of stage cycles along the longest path" if est.template == "dataflow" else
+             "layers in sequence")
     lines.append(f"latency {est.latency_cycles:,} cycles = {est.latency_us:,.1f} us ({bound})")
     for k in RESOURCE_NAMES:
         lines.append(f"{k:<7}{est.resources[k]:>10,} / {est.capacity[k]:>9,}  ({est.utilization[k]:6.1%})")

@@ -71,13 +71,16 @@ class _LayerOptions:
 
         stages = stages_of(cols["pe"])
         self.res = np.stack([_stage_sum(stages, k) for k in _BUDGETED], axis=1)
-        if j > 0:
-            # cycles with the producer writing its widest word: a width converter reads one word per
+        producers = [p for p in model.network.producers(j) if p >= 0]
+        if producers:
+            # cycles with the producers writing their widest words: a width converter reads one word per
             # word its producer writes, and a producer never writes more words than it takes cycles,
             # so the producer's own folding bounds that side; priced at the producer's default (PE 1)
-            # it would make every layer after a wide one look slow (CNV's conv1: 57,600 cycles at best)
+            # it would make every layer after a wide one look slow (CNV's conv1: 57,600 cycles at best).
+            # An add has two producers (each behind its own converter).
             wide = cols["pe"].copy()
-            wide[:, j - 1] = model.fold_specs[j - 1].values("pe")[-1]
+            for p in producers:
+                wide[:, p] = model.fold_specs[p].values("pe")[-1]
             self.cycles = np.max([st.cycles for st in stages_of(wide)], axis=0)
         else:
             self.cycles = np.max([st.cycles for st in stages], axis=0)

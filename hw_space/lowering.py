@@ -12,11 +12,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from hw_space.design import Layer, Network, Shape
+from hw_space.design import NETWORK_INPUT, Layer, Network, Shape
 from hw_space.errors import CodesignError
 from hw_space.fold_axes import FoldAxis
 from hw_space.layer_kinds import is_depthwise
 from hw_space.layers import MVAU, HwKind, MaxPool, MaxPoolRows, SlidingWindow, TiledConv, TiledPool, WidthConverter
+from hw_space.layers.addstreams import AddStreams
 from hw_space.layers.avgpool import AvgPool, GlobalAvgPool
 from hw_space.layers.mvau import AXIS_WHAT
 from hw_space.layers.sliding_window import DepthwiseWindow
@@ -94,15 +95,34 @@ def _dense_tiled(layer: Layer, ishape: Shape, oshape: Shape) -> list[HwKind]:
                       pixels=ishape.height * ishape.width, logits=layer.act_bits is None)]
 
 
+def _add_dataflow(layer: Layer, ishape: Shape, oshape: Shape) -> list[HwKind]:
+    """The join of two branches: one kernel reading both streams (each behind its own width
+    converter, which the cost model places per edge)."""
+    return [AddStreams(layer.name, ishape.channels, ishape.height * ishape.width)]
+
+
+def _tiled_chain_only(where: str, reads: str) -> CodesignError:
+    """The one refusal of a branching network by the tiled template (where: the layer, reads: what it reads)."""
+    return CodesignError(f"the tiled template: {where} reads {reads}; the tiled engine "
+                         "runs chains of layers only (each reading the one before it), residual networks need the "
+                         "dataflow template (hardware.template: dataflow)")
+
+
+def _add_tiled(layer: Layer, ishape: Shape, oshape: Shape) -> list[HwKind]:
+    raise _tiled_chain_only(f"layer {layer.name}", ", ".join(layer.inputs) or "two layers")
+
+
 def _maxpool_tiled(layer: Layer, ishape: Shape, oshape: Shape) -> list[HwKind]:
     return [TiledPool(layer.name, oshape.height, oshape.width, ishape.channels, layer.kernel)]
 
 
 DATAFLOW_LOWERING: dict[str, Lowering] = {"conv": _conv_dataflow, "dense": _dense_dataflow,
                                           "maxpool": _maxpool_dataflow, "avgpool": _avgpool_dataflow,
-                                          "global_avgpool": _global_avgpool_dataflow}
+                                          "global_avgpool": _global_avgpool_dataflow, "add": _add_dataflow}
+# the tiled engine runs layers one after another on one conv engine: chains only (lower_tiled refuses
+# a branching network first; an add is never part of a chain)
 TILED_LOWERING: dict[str, Lowering] = {"conv": _conv_tiled, "dense": _dense_tiled, "maxpool": _maxpool_tiled,
-                                       "avgpool": _maxpool_tiled, "global_avgpool": _maxpool_tiled}
+                                       "avgpool": _maxpool_tiled, "global_avgpool": _maxpool_tiled, "add": _add_tiled}
 
 
 def _lower(registry: dict[str, Lowering], template: str, network: Network) -> list[list[HwKind]]:
@@ -122,7 +142,12 @@ def lower_dataflow(network: Network) -> list[list[HwKind]]:
 
 
 def lower_tiled(network: Network) -> list[list[HwKind]]:
-    """Per layer, its stages on the tiled engine."""
+    """Per layer, its stages on the tiled engine (CodesignError for a network that is not a chain)."""
+    for j in network.order():
+        ps = network.producers(j)
+        if ps != [j - 1]:
+            raise _tiled_chain_only(f"network.layers[{j}] ({network.layers[j].name})", ", ".join(
+                network.layers[p].name if p >= 0 else NETWORK_INPUT for p in ps))
     return _lower(TILED_LOWERING, "tiled", network)
 
 

@@ -18,6 +18,7 @@ from hw_space.layers import (
     FIFO_REGISTER_DEPTH,
     LAYOUT_CODES,
     MAC_CODES,
+    DuplicateStreams,
     Fifo,
     FoldArrays,
     HwKind,
@@ -52,6 +53,11 @@ class StageResult:
     active: np.ndarray | None = None  # False where the stage is not built (a width converter not needed)
     detail: dict = field(default_factory=dict)
     op: HwKind | None = None  # the hardware kind behind the stage (its schedule and report fields)
+    # the stages it reads, by input port: a FIFO reads the kernel or adapter that writes it, a kernel or
+    # adapter its input FIFO(s); the input adapter and the platform shell read nothing. An inactive
+    # stage keeps its reads (the simulator treats it as a wire), so the stream graph is the same for
+    # every design of a batch.
+    reads: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.active is None:
@@ -99,6 +105,17 @@ class BatchResult:
         return len(self.ii_cycles)
 
 
+@dataclass(frozen=True)
+class _Node:
+    """A kernel or adapter of the stream graph: its layer (index, -1 for the adapters and the input's
+    duplicator; name as StageResult.layer), its kind and the nodes whose streams it reads, by port."""
+
+    j: int
+    layer: str
+    kind: HwKind
+    inputs: tuple[int, ...]
+
+
 def _col(values, n: int, L: int, default) -> np.ndarray:
     """Broadcast a per-layer array (L,), a batch (N, L) or None (the default) to (N, L) int64."""
     if values is None:
@@ -120,7 +137,6 @@ class CostModel:
                  max_util: float = DEFAULT_MAX_UTIL, target_fps: float | None = None):
         if not 0 < max_util <= 1:
             raise ValueError(f"max_util must be in (0, 1], got {max_util}")
-        network.require_chain("the cost model")  # stream order is layer order (one stream per layer)
         self.network = network
         self.board = board
         self.clock_mhz = float(clock_mhz or board.clock_mhz)
@@ -139,8 +155,10 @@ class CostModel:
 
     # ------------------------------------------------------------------ skeletons
     def _build_dataflow(self) -> None:
-        """The stages in stream order: the input adapter, each layer's stages (from the second layer
-        on, behind a width converter from the previous layer's word), the output adapter."""
+        """The stream graph: the input adapter, each layer's stages behind one width converter per
+        input edge (none between the input adapter and a first layer it alone feeds), a duplicator
+        after every layer (or the input) that several stages read, the output adapter; then one FIFO
+        per edge. Nodes are in a topological order that, for a chain, is the stream order."""
         per_layer = lower_dataflow(self.network)
         self.fold_specs: list[FoldSpec] = [FoldSpec.of(kinds) for kinds in per_layer]
         # a layer the design leaves out takes its kinds' defaults (a max-pool: all channels per cycle)
@@ -148,18 +166,73 @@ class CostModel:
         net = self.network
         self.io_in = StreamIO("input", net.input.channels * net.input.height * net.input.width, "input")
         self.io_out = StreamIO("output", net.num_classes, "output")
-        # (layer index, -1 for the adapters; layer name; kind) of every kernel in stream order
-        self.df_stages: list[tuple[int, str, HwKind]] = [(-1, "input", self.io_in)]
+        # (consumer layer, port) of every edge that reads each layer's values (key -1: the network input)
+        readers: dict[int, list[tuple[int, int]]] = {p: [] for p in range(-1, self.L)}
+        for j in net.order():
+            for q, p in enumerate(net.producers(j)):
+                readers[p].append((j, q))
+        nodes: list[_Node] = []
+
+        def add(j: int, layer: str, kind: HwKind, inputs: tuple[int, ...]) -> int:
+            nodes.append(_Node(j, layer, kind, inputs))
+            return len(nodes) - 1
+
+        def fork(p: int, layer: str, tail: int) -> int:
+            """The node whose stream carries layer p's values: a duplicator after `tail` if several read them."""
+            n = len(readers[p])
+            if n < 2:
+                return tail
+            size = self.shapes[p][1].size if p >= 0 else self.io_in.elements
+            return add(p, layer, DuplicateStreams(f"{layer}_dup", size, n), (tail,))
+
+        tails = {-1: fork(-1, "input", add(-1, "input", self.io_in, ()))}
+        input_forks = len(readers[-1]) > 1
         for j, (layer, kinds) in enumerate(zip(net.layers, per_layer)):
-            if j > 0:
-                self.df_stages.append((j, layer.name, WidthConverter(f"{layer.name}_in_dwc", self.shapes[j][0].size)))
-            self.df_stages.extend((j, layer.name, kind) for kind in kinds)
-        self.df_stages.append((-1, "output", self.io_out))
+            ports = []
+            for q, p in enumerate(net.producers(j)):
+                if p < 0 and not input_forks:  # the input adapter writes this layer's word itself
+                    ports.append(tails[p])
+                    continue
+                name = f"{layer.name}_in_dwc" if q == 0 else f"{layer.name}_in{q}_dwc"
+                ports.append(add(j, layer.name, WidthConverter(name, self.shapes[j][0].size), (tails[p],)))
+            at = add(j, layer.name, kinds[0], tuple(ports))
+            for kind in kinds[1:]:
+                at = add(j, layer.name, kind, (at,))
+            tails[j] = fork(j, layer.name, at)
+        add(-1, "output", self.io_out, (tails[self.L - 1],))
+        self.df_nodes = nodes
+        # one FIFO per edge, in the order its producer comes (then its consumer and port): (src, dst, port)
+        self.df_edges = sorted((src, k, q) for k, node in enumerate(nodes) for q, src in enumerate(node.inputs))
+        out_degree = np.bincount([e[0] for e in self.df_edges], minlength=len(nodes))
+        seen = np.zeros(len(nodes), dtype=np.int64)
+        self.fifo_names: list[str] = []
+        for src, _, _ in self.df_edges:
+            base = f"{nodes[src].kind.name}_fifo"
+            self.fifo_names.append(base if out_degree[src] == 1 else f"{base}{seen[src]}")
+            seen[src] += 1
+        # the FIFO each node reads on each port
+        into: dict[tuple[int, int], str] = {(k, q): name for (_, k, q), name in zip(self.df_edges, self.fifo_names)}
+        self.node_reads = [tuple(into[(k, q)] for q in range(len(node.inputs))) for k, node in enumerate(nodes)]
 
     def _build_tiled(self) -> None:
-        self.tiled_layers: list[tuple[int, HwKind]] = [
-            (j, kind) for j, kinds in enumerate(lower_tiled(self.network)) for kind in kinds]
-        self.engine = TiledEngine.serving([kind.extent() for _, kind in self.tiled_layers])
+        self._tiled: tuple[list[tuple[int, HwKind]], TiledEngine] | None = None
+
+    @property
+    def tiled_layers(self) -> list[tuple[int, HwKind]]:
+        """(layer index, kind) of every stage on the tiled engine (built on first use: a residual
+        network has none, and lower_tiled says so in one line)."""
+        return self._tiled_skeleton()[0]
+
+    @property
+    def engine(self) -> TiledEngine:
+        """The tiled engine sized for every layer (see tiled_layers)."""
+        return self._tiled_skeleton()[1]
+
+    def _tiled_skeleton(self) -> tuple[list[tuple[int, HwKind]], TiledEngine]:
+        if self._tiled is None:
+            layers = [(j, kind) for j, kinds in enumerate(lower_tiled(self.network)) for kind in kinds]
+            self._tiled = layers, TiledEngine.serving([kind.extent() for _, kind in layers])
+        return self._tiled
 
     # ------------------------------------------------------------------ helpers
     def _input_bits(self, abits: np.ndarray) -> np.ndarray:
@@ -169,11 +242,11 @@ class CostModel:
         return np.stack(cols, axis=1)
 
     @staticmethod
-    def _stage(kind: HwKind, layer: str, a: FoldArrays) -> StageResult:
+    def _stage(kind: HwKind, layer: str, a: FoldArrays, reads: tuple[str, ...] = ()) -> StageResult:
         """One stage's figures for the batch, through the uniform interface (a: resolved)."""
         return StageResult(kind.name, layer, kind.kind, kind.template, kind.stage_cycles(a), kind.stage_resources(a),
                            kind.stage_legal(a), kind.rule(layer), width=kind.stage_width(a),
-                           active=kind.stage_active(a), detail=kind.detail(a), op=kind)
+                           active=kind.stage_active(a), detail=kind.detail(a), op=kind, reads=reads)
 
     def _shell_stage(self, n: int) -> StageResult:
         return self._stage(PlatformShell(), "platform", FoldArrays.blank(n))
@@ -229,44 +302,75 @@ class CostModel:
         io = FoldArrays.blank(n, self.board.axi_width)
         layer_cols = [io.with_(pe=pe[:, j], simd=simd[:, j], swg_simd=swg_simd[:, j], wbits=wb[:, j], abits=ab[:, j],
                                mem=mem[:, j], mac=mac[:, j], layout=layout[:, j]) for j in range(L)]
-        plan = self.df_stages
-        cols = [kind.resolve(io if j < 0 else layer_cols[j]) for j, _, kind in plan]
-        # what each stage writes: the next kernel's word (an adapter passes on its successor's)
-        wants = [kind.in_elems(a) for (_, _, kind), a in zip(plan, cols)]
-        next_elems: list[np.ndarray] = [io.pe] * len(plan)
-        for k in range(len(plan) - 2, -1, -1):
-            next_elems[k] = wants[k + 1] if wants[k + 1] is not None else next_elems[k + 1]
-        # (stage, elements per output word, bits per output element) of every kernel in stream order
-        flow: list[tuple[StageResult, np.ndarray, np.ndarray]] = []
-        elems, bits = io.pe, np.full(n, self.network.input.bits, dtype=np.int64)
-        for k, ((_, layer, kind), a) in enumerate(zip(plan, cols)):
-            a = a.with_(in_elems=elems, in_bits=bits, next_elems=next_elems[k])
-            stage = self._stage(kind, layer, a)
-            elems = np.broadcast_to(kind.out_elems(a), (n,))
-            bits = np.broadcast_to(kind.out_bits(a), (n,))
-            flow.append((stage, elems, bits))
-        fifos = self._fifos(flow[:-1], n, fifo_depths)
+        nodes = self.df_nodes
+        cols = [node.kind.resolve(io if node.j < 0 else layer_cols[node.j]) for node in nodes]
+        # what each node writes: its consumer's word (an adapter passes on its consumer's; a duplicator,
+        # which takes any word, its first consumer's)
+        wants = [node.kind.in_elems(a) for node, a in zip(nodes, cols)]
+        first_reader = {}
+        for src, dst, _ in self.df_edges:
+            first_reader.setdefault(src, dst)
+        next_elems: list[np.ndarray] = [io.pe] * len(nodes)
+        for k in range(len(nodes) - 1, -1, -1):
+            r = first_reader.get(k)
+            if r is not None:
+                next_elems[k] = wants[r] if wants[r] is not None else next_elems[r]
+        # every node in topological order: its input word is the word its port-0 producer writes (the
+        # ports of an add carry one word); its input bits the widest any port carries
+        elems: list[np.ndarray] = []
+        bits: list[np.ndarray] = []
+        node_stages: list[StageResult] = []
+        in_bits0 = np.full(n, self.network.input.bits, dtype=np.int64)
+        for k, (node, a) in enumerate(zip(nodes, cols)):
+            srcs = node.inputs
+            a = a.with_(in_elems=elems[srcs[0]] if srcs else io.pe,
+                        in_bits=in_bits0 if not srcs else bits[srcs[0]] if len(srcs) == 1 else
+                        np.maximum.reduce([bits[p] for p in srcs]),
+                        next_elems=next_elems[k])
+            node_stages.append(self._stage(node.kind, node.layer, a, self.node_reads[k]))
+            elems.append(np.broadcast_to(node.kind.out_elems(a), (n,)))
+            bits.append(np.broadcast_to(node.kind.out_bits(a), (n,)))
+        fifos = self._fifos(node_stages, elems, bits, n, fifo_depths)
+        # stages: every node followed by the FIFOs it writes
+        by_src: list[list[StageResult]] = [[] for _ in nodes]
+        for (src, _, _), fifo in zip(self.df_edges, fifos):
+            by_src[src].append(fifo)
         stages: list[StageResult] = []
-        for k, (st, _, _) in enumerate(flow):
+        for st, written in zip(node_stages, by_src):
             stages.append(st)
-            if k < len(fifos):
-                stages.append(fifos[k])
+            stages.extend(written)
         stages.append(self._shell_stage(n))
         cycles = np.stack([st.cycles for st in stages], axis=1)
-        # Streaming stages overlap: the slowest sets the initiation interval; the sum of all stage
-        # cycles bounds the latency of one frame from above (stages start before their producers end;
-        # hw_space.simulate gives the simulated latency).
-        return self._finish(stages, n, cycles.max(axis=1), cycles.sum(axis=1), wb)
+        # Streaming stages overlap: the slowest sets the initiation interval; the longest path of stage
+        # cycles through the graph (for a chain: their sum) bounds the latency of one frame from above
+        # (stages start before their producers end; hw_space.simulate gives the simulated latency).
+        return self._finish(stages, n, cycles.max(axis=1), self._longest_path(node_stages, fifos), wb)
 
-    def _fifos(self, flow, n: int, depths) -> list[StageResult]:
-        """The FIFO after every kernel but the output: its word is the kernel's output word."""
-        F = len(flow)
+    def _longest_path(self, node_stages: list[StageResult], fifos: list[StageResult]) -> np.ndarray:
+        """Per design, the largest sum of stage cycles along a path from the input to the output
+        adapter (FIFOs included; they take no cycles of their own). Edges run forward in node order."""
+        incoming: list[list[tuple[int, StageResult]]] = [[] for _ in node_stages]
+        for (src, dst, _), fifo in zip(self.df_edges, fifos):
+            incoming[dst].append((src, fifo))
+        reach: list[np.ndarray] = []
+        for st, arrive in zip(node_stages, incoming):
+            before = [reach[src] + fifo.cycles for src, fifo in arrive]
+            reach.append(st.cycles + np.maximum.reduce(before) if before else st.cycles)
+        return reach[-1]
+
+    def _fifos(self, node_stages: list[StageResult], elems: list[np.ndarray], bits: list[np.ndarray], n: int,
+               depths) -> list[StageResult]:
+        """The FIFO of every edge, in df_edges order: its word is its producer's output word."""
+        F = len(self.df_edges)
         depths = np.full((n, F), FIFO_REGISTER_DEPTH, dtype=np.int64) if depths is None else \
             np.broadcast_to(np.asarray(depths, dtype=np.int64), (n, F))
         blank = FoldArrays.blank(n)
-        return [self._stage(Fifo(f"{st.name}_fifo", st.name), st.layer,
-                            blank.with_(in_elems=elems, in_bits=bits, in_active=st.active, depth=depths[:, k]))
-                for k, (st, elems, bits) in enumerate(flow)]
+        out = []
+        for f, ((src, _, _), name) in enumerate(zip(self.df_edges, self.fifo_names)):
+            st = node_stages[src]
+            out.append(self._stage(Fifo(name, st.name), st.layer, blank.with_(
+                in_elems=elems[src], in_bits=bits[src], in_active=st.active, depth=depths[:, f]), (st.name,)))
+        return out
 
     def evaluate_designs(self, designs: list[Design], fifo_depths=None) -> BatchResult:
         """Score designs that share this skeleton (same template) in one vectorized call

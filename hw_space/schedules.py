@@ -39,6 +39,14 @@ def gearbox_flags(total: int, n_in: int, n_out: int) -> tuple[np.ndarray, np.nda
 
 
 @lru_cache(maxsize=256)
+def word_per_iteration_flags(words: int) -> tuple[np.ndarray, np.ndarray]:
+    """A kernel that reads a word and writes a word in every one of its WORDS iterations (the add of
+    two streams reads one word from each input; the duplicator writes one to each output)."""
+    flags = np.ones(int(words), dtype=bool)
+    return _frozen(flags, flags.copy())
+
+
+@lru_cache(maxsize=256)
 def sliding_window_flags(h: int, w: int, c: int, k: int, stride: int, pad: int, simd: int) -> tuple[np.ndarray, np.ndarray]:
     """The sliding-window generator on the PADDED map h x w (`pad` on every side), c channels, a
     k x k kernel, SIMD channels per word. A fill phase of k padded rows, then one phase per output

@@ -7,8 +7,10 @@ ints, and broadcast; the per-design estimate and the batch model call the same c
 ESTIMATES from analytical models (sources cited per formula), not synthesis results.
 """
 
+from hw_space.layers.addstreams import AddStreams
 from hw_space.layers.avgpool import AvgPool, GlobalAvgPool
 from hw_space.layers.base import FoldArrays, HwKind, Resources, Role
+from hw_space.layers.dupstreams import DuplicateStreams
 from hw_space.layers.fifo import FIFO_REGISTER_DEPTH, Fifo
 from hw_space.layers.gearbox import StreamIO, WidthConverter, gearbox_cycles
 from hw_space.layers.mac import (
@@ -30,8 +32,8 @@ from hw_space.layers.tiled import TiledConv, TiledEngine, TiledPool, TileExtent
 from hw_space.layers.vvau import VVAU
 
 __all__ = ["AUTO_DSP_MIN_BITS", "FIFO_REGISTER_DEPTH", "LAYOUT_CODES", "MAC_AUTO", "MAC_CODES", "MAC_DSP", "MAC_LUT", "MVAU",
-           "PER_PE", "PLATFORM_SHELL", "VVAU", "WIDE", "AvgPool", "DepthwiseWindow", "Fifo", "FoldArrays", "GlobalAvgPool",
-           "HwKind", "MaxPool", "MaxPoolRows", "PlatformShell",
+           "PER_PE", "PLATFORM_SHELL", "VVAU", "WIDE", "AddStreams", "AvgPool", "DepthwiseWindow", "DuplicateStreams",
+           "Fifo", "FoldArrays", "GlobalAvgPool", "HwKind", "MaxPool", "MaxPoolRows", "PlatformShell",
            "Resources", "Role", "SlidingWindow", "StreamIO", "TileExtent", "TiledConv", "TiledEngine", "TiledPool",
            "WidthConverter", "acc_bits", "dot_bits", "gearbox_cycles", "largest_divisor_at_most",
            "mac_array_luts", "use_dsp"]

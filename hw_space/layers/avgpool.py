@@ -39,11 +39,17 @@ def requant_luts(pe, acc, out_bits, tmem):
 
 
 class RequantPool(ChannelPool):
-    """A pool that sums codes and requantizes the sum: its out bits are `pool_out_bits`, and its
-    resources are priced at the bits it receives and those it writes (both average pools)."""
+    """A stage that sums codes and requantizes the sum: its out bits are `pool_out_bits`, and its
+    resources are priced at the bits it receives and those it writes (both average pools and the
+    add of two streams, hw_space.layers.addstreams)."""
 
     def out_bits(self, a: FoldArrays) -> np.ndarray:
         return pool_out_bits(a)
+
+    def defaults(self) -> dict[str, int]:
+        """PE 1 when the design leaves the layer out, as a compute layer: its thresholds and
+        comparators cost as an MVAU's, per lane (a max-pool's comparators are cheap: every channel)."""
+        return {}
 
     def stage_resources(self, a: FoldArrays) -> Resources:
         return self.resources(a.pe, a.in_bits, pool_out_bits(a))
@@ -65,11 +71,6 @@ class AvgPool(RequantPool):
     def cycles(self, pe):
         (pe,) = _ints(pe)
         return cdiv(self.channels, pe) * self.k2 * self.ofm
-
-    def defaults(self) -> dict[str, int]:
-        """PE 1 when the design leaves the layer out, as a compute layer: its thresholds and
-        comparators cost as an MVAU's, per lane (a max-pool's comparators are cheap: every channel)."""
-        return {}
 
     def resources(self, pe, bits, out_bits=None) -> Resources:
         """requant_luts with TMEM = C/PE; FFs: the input word, PE accumulators and the output word."""
@@ -105,8 +106,6 @@ class GlobalAvgPool(RequantPool):
     def cycles(self, pe):
         (pe,) = _ints(pe)
         return self.pixels * cdiv(self.channels, pe)
-
-    defaults = AvgPool.defaults
 
     def resources(self, pe, bits, out_bits=None, style=0) -> Resources:
         """requant_luts with TMEM = C/PE, plus the C running sums: C/PE words of PE*acc bits by the
