@@ -4,33 +4,41 @@ Every kernel the HLS writer emits (hls_templates/kernels.h.j2) is one pipelined 
 iteration per cycle unless it is blocked, at most one read and one write per iteration. Which
 iterations read and which write follows from the loop structure alone (the idea of FINN's
 characteristic functions, FINN PR #1185); each hardware kind gives them per frame as two boolean
-arrays (HwKind.schedule over hw_space.schedules, reached by `kernel_schedule`). `run_chain` plays
-the kernels as a chain with bounded FIFOs, frame after frame:
+arrays (HwKind.schedule over hw_space.schedules, reached by `kernel_schedule`). The kernels form a
+DAG: every FIFO is an edge (producer kernel, consumer kernel, depth); a fork is a kernel with
+several output FIFOs (DuplicateStreams), a join one with several input FIFOs (AddStreams); a chain
+is the DAG with edges (k, k + 1). `run_graph` plays it with bounded FIFOs, frame after frame:
 
-* an iteration that reads needs its input FIFO non-empty at the start of the cycle, one that writes
-  needs its output FIFO below its depth at the start of the cycle; FIFO updates apply at the end of
-  the cycle (a word written in cycle t is read in t + 1 at the earliest; depth 2 sustains a word per
-  cycle, depth 1 one every other cycle);
-* each kernel runs its next iteration in the first cycle where both hold (no pipeline latency inside
-  a kernel) and restarts its loop for the next frame at once;
-* the source (the DMA feeding the input adapter) always has data, unless paced at one frame per
-  `pace` cycles; the sink (the DMA taking the output) always accepts.
+* an iteration that reads takes one word from EVERY input FIFO and needs each of them non-empty at
+  the start of the cycle; one that writes puts one word into EVERY output FIFO and needs each of
+  them below its depth at the start of the cycle; FIFO updates apply at the end of the cycle (a
+  word written in cycle t is read in t + 1 at the earliest; depth 2 sustains a word per cycle,
+  depth 1 one every other cycle);
+* each kernel runs its next iteration in the first cycle where all of that holds (no pipeline
+  latency inside a kernel) and restarts its loop for the next frame at once;
+* the source (the DMA feeding the input adapter, the one kernel without input FIFOs) always has
+  data, unless paced at one frame per `pace` cycles; the sink (the DMA taking the output of the one
+  kernel without output FIFOs) always accepts.
 
 The simulation is exact for these rules but does not step cycle by cycle. An iteration that neither
 reads nor writes always proceeds, so only reading or writing iterations are events, and the cycle of
-an event is max(previous event + iterations in between, the producer's write of the word + 1, the
-consumer's read that freed the slot + 1): the first cycle in which the cycle-by-cycle rules let it
-run. Events are resolved in dependency order (a kernel advances while the words and free slots it
-needs are known), so the cost is proportional to the words a design moves, not to its cycles.
+an event is max(previous event + iterations in between, max over its input FIFOs of the producer's
+write of the word + 1, max over its output FIFOs of the consumer's read that freed the slot + 1):
+the first cycle in which the cycle-by-cycle rules let it run. Events are resolved in dependency
+order (a kernel advances while the words and free slots it needs are known), so the cost is
+proportional to the words a design moves, not to its cycles.
 
-`size_fifos` picks the depths. (1) The chain paced at the analytical II with unbounded FIFOs (a
-vectorized max-plus scan) gives the occupancy each FIFO reaches when its producer writes; depth =
-that + 1 (at least 2) lets that very schedule run with bounded FIFOs, so the greedy bounded run can
-only be earlier. (2) A bounded run with the source at full speed checks the depths (no deadlock,
-every frame interval within 1 % of the analytical II). (3) The producer of such a run often only
-runs ahead of a slower consumer, so the depths are bisected, all at once, over the depths where the
-cost of the FIFO changes (registers, SRL, BRAM18 steps): a probe that keeps the frame interval keeps
-the lower halves, one that does not blames the FIFOs whose full slots lie on its critical path.
+`size_fifos` picks the depths. (1) The graph paced at the analytical II with unbounded FIFOs (a
+vectorized max-plus scan in topological order) gives the occupancy each FIFO reaches when its
+producer writes; depth = that + 1 (at least 2) lets that very schedule run with bounded FIFOs, so
+the greedy bounded run can only be earlier. For a skip FIFO (a fork's output that bypasses a
+branch to a join) that occupancy is the words the fork writes while the branch fills: the
+branch's latency in words. (2) A bounded run with the source at full speed checks the depths (no
+deadlock, every frame interval within 1 % of the analytical II). (3) The producer of such a run
+often only runs ahead of a slower consumer, so the depths are bisected, all at once, over the
+depths where the cost of the FIFO changes (registers, SRL, BRAM18 steps): a probe that keeps the
+frame interval keeps the lower halves, one that does not blames the FIFOs whose full slots lie on
+its critical path (a probe that deadlocks: the FIFOs full when it stopped).
 """
 
 from __future__ import annotations
@@ -96,14 +104,43 @@ def kernel_schedule(stage, index: int = 0) -> KernelSchedule:
     return KernelSchedule(stage.name, stage.kind, *stage.op.schedule(d, _at(stage.cycles, index)))
 
 
-# ---------------------------------------------------------------- the chain
+# ---------------------------------------------------------------- the graph
+
+Edge = tuple[int, int]  # (producer kernel, consumer kernel) of one FIFO
+
+
+def chain_edges(n_kernels: int) -> list[Edge]:
+    """The FIFOs of a chain: FIFO i between kernels i and i + 1."""
+    return [(k, k + 1) for k in range(n_kernels - 1)]
+
+
+def graph_ports(n_kernels: int, edges: list[Edge]) -> tuple[list[list[int]], list[list[int]]]:
+    """(input FIFOs, output FIFOs) of every kernel, as FIFO indices. The kernels must be in
+    topological order (producer before consumer), kernel 0 the only one without inputs (the
+    source feeds it) and the last the only one without outputs (the sink takes it)."""
+    ins: list[list[int]] = [[] for _ in range(n_kernels)]
+    outs: list[list[int]] = [[] for _ in range(n_kernels)]
+    for i, (p, c) in enumerate(edges):
+        if not 0 <= p < c < n_kernels:
+            raise ValueError(f"FIFO {i} from kernel {p} to {c}: the kernels must be in topological order (0..{n_kernels - 1})")
+        outs[p].append(i)
+        ins[c].append(i)
+    no_in = [k for k in range(n_kernels) if not ins[k]]
+    no_out = [k for k in range(n_kernels) if not outs[k]]
+    if no_in != [0] or no_out != [n_kernels - 1]:
+        raise ValueError(f"a dataflow graph has one input kernel (first) and one output kernel (last); kernels "
+                         f"{no_in} read no FIFO and {no_out} write none")
+    return ins, outs
+
 
 @dataclass
 class Chain:
-    """The active kernels of one design in stream order and the FIFO between each pair."""
+    """The active kernels of one design in a topological order and the FIFOs between them. A chain
+    of kernels has FIFO i between kernels i and i + 1; a DAG (forks, joins) lists its FIFOs as
+    fifo_edges."""
 
     kernels: list[KernelSchedule]
-    fifo_names: list[str]  # FIFO i sits between kernels i and i + 1
+    fifo_names: list[str]  # the active FIFOs in the model's stage order
     fifo_widths: list[int]
     fifo_stage: list[int]  # index of FIFO i among all FIFO stages of the BatchResult (active or not)
     n_fifo_stages: int
@@ -111,6 +148,18 @@ class Chain:
     analytical_ii: int
     clock_mhz: float
     cycles: list[int]  # the model's cycles of each kernel
+    fifo_edges: list[Edge] = field(default_factory=list)  # (producer, consumer) kernel of each FIFO; [] = a chain
+    kernel_layers: list[str] = field(default_factory=list)  # the model stage's `layer` of each kernel
+
+    def __post_init__(self) -> None:
+        if not self.fifo_edges:
+            self.fifo_edges = chain_edges(len(self.kernels))
+        if len(self.fifo_edges) != len(self.fifo_names):
+            raise ValueError(f"{len(self.fifo_names)} FIFOs, {len(self.fifo_edges)} FIFO edges")
+
+    @property
+    def is_chain(self) -> bool:
+        return self.fifo_edges == chain_edges(len(self.kernels))
 
     def stage_depths(self, depths: list[int]) -> list[int]:
         """Per-active-FIFO values -> one per FIFO stage of the model (inactive ones 0)."""
@@ -134,48 +183,124 @@ class Chain:
 _TILED = "simulate: the tiled template runs layer after layer and has no stream FIFOs; use a dataflow design"
 
 
+def _role(st) -> Role:
+    return st.op.role if st.op is not None else Role.FIXED
+
+
+def _stage_reads(stages: list) -> list[tuple[str, ...]]:
+    """What each stage reads (StageResult.reads, by input port). A BatchResult whose stages name
+    none is a chain in list order: each stream stage reads the one before it."""
+    reads = [tuple(getattr(st, "reads", ()) or ()) for st in stages]
+    if any(reads):
+        return reads
+    prev: tuple[str, ...] = ()
+    for i, st in enumerate(stages):
+        if _role(st) in (Role.KERNEL, Role.FIFO):
+            reads[i], prev = prev, (st.name,)
+    return reads
+
+
+def _topological(n: int, edges: list[Edge]) -> list[int]:
+    """A topological order of n nodes, the lowest index first among the ready ones (a list
+    already in order stays as it is)."""
+    import heapq
+
+    succ: list[list[int]] = [[] for _ in range(n)]
+    indeg = [0] * n
+    for p, c in edges:
+        succ[p].append(c)
+        indeg[c] += 1
+    ready = [k for k in range(n) if indeg[k] == 0]
+    heapq.heapify(ready)
+    order = []
+    while ready:
+        k = heapq.heappop(ready)
+        order.append(k)
+        for c in succ[k]:
+            indeg[c] -= 1
+            if indeg[c] == 0:
+                heapq.heappush(ready, c)
+    if len(order) != n:
+        raise ValueError("the stages' reads form a cycle; a dataflow design is a DAG")
+    return order
+
+
 def build_chain(result: BatchResult, index: int = 0) -> Chain:
-    """The chain of design `index` of a dataflow BatchResult (kernels, each followed by its FIFO)."""
-    kernels: list[KernelSchedule] = []
-    cycles: list[int] = []
-    names, widths, stage_idx, model_depths = [], [], [], []
-    fifo_count = 0
-    pending_fifo = False  # the last kernel's FIFO is still to come
-    for st in result.stages:
-        active = bool(_at(st.active, index))
-        role = st.op.role if st.op is not None else Role.FIXED
-        if role is Role.FIFO:
-            if active:
-                if not pending_fifo:
-                    raise ValueError(f"{st.name}: a FIFO that no kernel writes")
-                names.append(st.name)
-                widths.append(_at(st.width, index))
-                stage_idx.append(fifo_count)
-                model_depths.append(_at(st.detail["depth"], index))
-                pending_fifo = False
-            fifo_count += 1
-        elif role is Role.SEQUENTIAL:
-            raise CodesignError(_TILED)
-        elif role is Role.KERNEL and active:
-            if pending_fifo:
-                raise ValueError(f"{st.name}: no FIFO between it and {kernels[-1].name}")
-            kernels.append(kernel_schedule(st, index))
-            cycles.append(_at(st.cycles, index))
-            pending_fifo = True
-    if len(kernels) < 2 or len(names) != len(kernels) - 1:
-        raise ValueError("a dataflow design is a chain of kernels from the input to the output, a FIFO after each")
-    for a, b in zip(kernels[:-1], kernels[1:]):
+    """The kernel graph of design `index` of a dataflow BatchResult: its active kernels and the
+    active FIFOs between them, from each stage's `reads` (a FIFO reads the kernel that writes it,
+    a kernel its input FIFOs; an inactive stage is a wire to what it reads)."""
+    stages = result.stages
+    if any(_role(st) is Role.SEQUENTIAL for st in stages):
+        raise CodesignError(_TILED)
+    reads = _stage_reads(stages)
+    where = {st.name: i for i, st in enumerate(stages)}
+    active = [bool(_at(st.active, index)) for st in stages]
+
+    def driver(i: int, name: str) -> int:
+        """The active stage behind `name`, read by stage i (inactive stages are wires)."""
+        seen = {i}
+        j = where.get(name)
+        while j is not None and not active[j]:
+            if len(reads[j]) != 1 or j in seen:
+                raise ValueError(f"{stages[j].name}: an inactive stage must read exactly one stage")
+            seen.add(j)
+            j = where.get(reads[j][0])
+        if j is None:
+            raise ValueError(f"{stages[i].name} reads {name!r}, which is no stage of the design")
+        return j
+
+    kernel_at = [i for i, st in enumerate(stages) if active[i] and _role(st) is Role.KERNEL]
+    fifo_stages = [i for i, st in enumerate(stages) if _role(st) is Role.FIFO]
+    fifo_at = [i for i in fifo_stages if active[i]]
+    k_of = {s: k for k, s in enumerate(kernel_at)}
+    f_of = {s: f for f, s in enumerate(fifo_at)}
+    producer: list[int] = []
+    for s in fifo_at:
+        if len(reads[s]) != 1:
+            raise ValueError(f"{stages[s].name}: a FIFO reads exactly one kernel, not {len(reads[s])}")
+        p = driver(s, reads[s][0])
+        if p not in k_of:
+            raise ValueError(f"{stages[s].name}: a FIFO that no kernel writes")
+        producer.append(k_of[p])
+    consumer: list[int | None] = [None] * len(fifo_at)
+    for s in kernel_at:
+        for name in reads[s]:
+            j = driver(s, name)
+            if j not in f_of:
+                raise ValueError(f"{stages[s].name}: no FIFO between it and {stages[j].name}")
+            if consumer[f_of[j]] is not None:
+                raise ValueError(f"{stages[j].name}: a FIFO read by two kernels (a fork is a duplicating kernel)")
+            consumer[f_of[j]] = k_of[s]
+    unread = [stages[s].name for s, c in zip(fifo_at, consumer) if c is None]
+    if unread:
+        raise ValueError(f"{unread[0]}: a FIFO that no kernel reads")
+    if len(kernel_at) < 2 or not fifo_at:
+        raise ValueError("a dataflow design is a graph of kernels from the input to the output, a FIFO on each stream")
+    order = _topological(len(kernel_at), list(zip(producer, consumer)))
+    rank = {k: r for r, k in enumerate(order)}
+    edges = [(rank[p], rank[c]) for p, c in zip(producer, consumer)]
+    kst = [stages[kernel_at[k]] for k in order]
+    kernels = [kernel_schedule(st, index) for st in kst]
+    graph_ports(len(kernels), edges)
+    for (p, c), s in zip(edges, fifo_at):
+        a, b = kernels[p], kernels[c]
         if a.words_out != b.words_in:
-            raise ValueError(f"{a.name} writes {a.words_out} words per frame, {b.name} reads {b.words_in}")
-    return Chain(kernels, names, widths, stage_idx, fifo_count, model_depths, _at(result.ii_cycles, index),
-                 float(result.clock_mhz), cycles)
+            raise ValueError(f"{a.name} writes {a.words_out} words per frame into {stages[s].name}, {b.name} reads "
+                             f"{b.words_in}")
+    fifo_sts = [stages[s] for s in fifo_at]
+    stage_no = {s: i for i, s in enumerate(fifo_stages)}
+    return Chain(kernels, [st.name for st in fifo_sts], [_at(st.width, index) for st in fifo_sts],
+                 [stage_no[s] for s in fifo_at], len(fifo_stages),
+                 [_at(st.detail["depth"], index) for st in fifo_sts], _at(result.ii_cycles, index),
+                 float(result.clock_mhz), [_at(st.cycles, index) for st in kst], edges, [st.layer for st in kst])
 
 
-# ---------------------------------------------------------------- running the chain
+# ---------------------------------------------------------------- running the graph
 
 @dataclass
 class ChainRun:
-    """What a run produced: the cycle of every read and write of every kernel."""
+    """What a run produced: the cycle of every read and write of every kernel (a reading iteration
+    reads all its input FIFOs, a writing one writes all its output FIFOs)."""
 
     read_times: list  # per kernel, ascending cycles of its reads
     write_times: list  # per kernel, ascending cycles of its writes
@@ -185,6 +310,11 @@ class ChainRun:
     frames: int
     events_done: list[int]  # reading or writing iterations each kernel ran
     pace: int | None = None
+    edges: list[Edge] = field(default_factory=list)  # (producer, consumer) of each FIFO; [] = a chain
+
+    def __post_init__(self) -> None:
+        if not self.edges:
+            self.edges = chain_edges(len(self.read_times))
 
     @property
     def deadlock(self) -> bool:
@@ -209,29 +339,63 @@ def _source(kernels: list[KernelSchedule], frames: int, pace: int | None) -> np.
     return ((np.arange(frames, dtype=np.int64)[:, None] * int(pace)) + np.arange(rpf)[None, :]).reshape(-1) - 1
 
 
-def run_chain(kernels: list[KernelSchedule], depths: list[int | None], frames: int = DEFAULT_FRAMES,
-              pace: int | None = None) -> ChainRun:
-    """Play `frames` frames through the chain. depths[i]: the depth of the FIFO between kernels i and
-    i + 1 (None: unbounded). pace: the source delivers frame f's word j at cycle f * pace + j (None:
-    whenever asked). Deadlock (no kernel can move, frames left) ends the run with done False."""
+def _merge_arrivals(dst: list[int], srcs: list[list[int]]) -> None:
+    """Extend dst[j] = max over srcs of src[j] as far as every source is known (a join's word j is
+    there once the last of its inputs has it)."""
+    n = min(len(s) for s in srcs)
+    if n > len(dst):
+        dst.extend(map(max, *(s[len(dst):n] for s in srcs)))
+
+
+def _merge_room(dst: list[int], outs: list[tuple[list[int], int]]) -> None:
+    """Extend dst[j] = max over bounded output FIFOs (consumer reads c, depth d) of c[j + 1 - d]
+    (-1 where write j + 1 finds that FIFO below its depth anyway), as far as all are known: a
+    fork's write n waits for room in every output, so it acts as one FIFO of depth 1 whose slot
+    n - 1 frees at dst[n - 1]."""
+    n = min(len(c) + d for c, d in outs) - 1
+    for j in range(len(dst), n):
+        dst.append(max(c[j + 1 - d] if j + 1 >= d else -1 for c, d in outs))
+
+
+def run_graph(kernels: list[KernelSchedule], edges: list[Edge], depths: list[int | None],
+              frames: int = DEFAULT_FRAMES, pace: int | None = None) -> ChainRun:
+    """Play `frames` frames through the kernel DAG. edges[i]: (producer, consumer) of FIFO i,
+    depths[i] its depth (None: unbounded); kernels in topological order (graph_ports). pace: the
+    source delivers frame f's word j at cycle f * pace + j (None: whenever asked). Deadlock (no
+    kernel can move, frames left) ends the run with done False."""
     K = len(kernels)
-    if len(depths) != K - 1:
-        raise ValueError(f"{K} kernels need {K - 1} FIFO depths, got {len(depths)}")
+    if len(depths) != len(edges):
+        raise ValueError(f"{len(edges)} FIFOs need {len(edges)} depths, got {len(depths)}")
     if any(d is not None and d < 1 for d in depths):
         raise ValueError("FIFO depths must be 1 or more")
+    ins, outs = graph_ports(K, edges)
     events = [_events(ks, frames) for ks in kernels]
     ev_it = [e[0].tolist() for e in events]
     ev_kind = [e[1].tolist() for e in events]
-    D = [0 if d is None else int(d) for d in depths] + [0]  # 0: never full (the sink too)
+    D = [0 if d is None else int(d) for d in depths]  # 0: never full (the sink too)
     R: list[list[int]] = [[] for _ in range(K)]
     W: list[list[int]] = [[] for _ in range(K)]
     source = _source(kernels, frames, pace).tolist()
-    sink: list[int] = []
-    # per kernel: its events, the write times of the words it reads (producer's or the source's),
-    # the read times that free its slots (consumer's), its output depth, its own read and write
-    # times; and its state: next event, cycle and iteration of the last one, stall cycles
-    static = [(ev_it[k], ev_kind[k], len(ev_it[k]), W[k - 1] if k > 0 else source, R[k + 1] if k < K - 1 else sink,
-               D[k], R[k], W[k]) for k in range(K)]
+    producers = [[edges[i][0] for i in ins[k]] for k in range(K)]
+    consumers = [[edges[i][1] for i in outs[k]] for k in range(K)]
+    # per kernel: its events; the write times of the words it reads (the producer's, the source's,
+    # or for a join the latest of its producers', merged as they come); the read times that free its
+    # output slots and the output depth (one bounded output FIFO: its consumer's reads and depth; a
+    # fork: the merged slots of all, depth 1; none bounded: depth 0, never full); its own read and
+    # write times; the lists to merge (None: nothing to merge)
+    static = []
+    for k in range(K):
+        Wp, merge_in = (source, None) if k == 0 else (W[producers[k][0]], None)
+        if len(producers[k]) > 1:
+            Wp, merge_in = [], [W[p] for p in producers[k]]
+        bounded = [(R[edges[i][1]], D[i]) for i in outs[k] if D[i]]
+        Rc, d, merge_out = [], 0, None  # the sink, or only unbounded outputs
+        if len(bounded) == 1:
+            (Rc, d), = bounded
+        elif len(bounded) > 1:
+            Rc, d, merge_out = [], 1, bounded
+        static.append((ev_it[k], ev_kind[k], len(ev_it[k]), Wp, Rc, d, R[k], W[k], merge_in, merge_out))
+    # and its state: next event, cycle and iteration of the last one, stall cycles
     state = [[0, -1, -1, 0, 0] for _ in range(K)]
     never = 1 << 62
     queued = [True] * K
@@ -240,11 +404,15 @@ def run_chain(kernels: list[KernelSchedule], depths: list[int | None], frames: i
     while stack:
         k = pop()
         queued[k] = False
-        its, kinds, M, Wp, Rc, d, Rk, Wk = static[k]
+        its, kinds, M, Wp, Rc, d, Rk, Wk, merge_in, merge_out = static[k]
         st = state[k]
         m, lt, li, sr, sw = st
         if m >= M:
             continue
+        if merge_in is not None:
+            _merge_arrivals(Wp, merge_in)
+        if merge_out is not None:
+            _merge_room(Rc, merge_out)
         nr0 = nr = len(Rk)
         nw0 = nw = len(Wk)
         ra = len(Wp)  # words this kernel may read until a neighbour moves
@@ -292,35 +460,51 @@ def run_chain(kernels: list[KernelSchedule], depths: list[int | None], frames: i
             li = it
             m += 1
         st[0], st[1], st[2], st[3], st[4] = m, lt, li, sr, sw
-        if nr > nr0 and k > 0 and not queued[k - 1]:
-            queued[k - 1] = True
-            push(k - 1)
-        if nw > nw0 and k < K - 1 and not queued[k + 1]:
-            queued[k + 1] = True
-            push(k + 1)
+        if nr > nr0:
+            for j in producers[k]:
+                if not queued[j]:
+                    queued[j] = True
+                    push(j)
+        if nw > nw0:
+            for j in consumers[k]:
+                if not queued[j]:
+                    queued[j] = True
+                    push(j)
     pos = [st[0] for st in state]
     done = [pos[k] >= len(ev_it[k]) for k in range(K)]
-    return ChainRun(R, W, done, [st[3] for st in state], [st[4] for st in state], frames, pos, pace)
+    return ChainRun(R, W, done, [st[3] for st in state], [st[4] for st in state], frames, pos, pace, list(edges))
 
 
-def run_unbounded(kernels: list[KernelSchedule], frames: int = DEFAULT_FRAMES, pace: int | None = None) -> ChainRun:
-    """`run_chain` with every FIFO unbounded, vectorized: nothing waits for a consumer, so a kernel's
-    schedule follows from its producer's alone, event m at cycle
-    it_m + max(0, max over m' <= m of (arrival of the word read at m' - it_m'))."""
-    prev_w = _source(kernels, frames, pace)
+def run_chain(kernels: list[KernelSchedule], depths: list[int | None], frames: int = DEFAULT_FRAMES,
+              pace: int | None = None) -> ChainRun:
+    """`run_graph` on a chain: depths[i] is the depth of the FIFO between kernels i and i + 1."""
+    if len(depths) != len(kernels) - 1:
+        raise ValueError(f"{len(kernels)} kernels need {len(kernels) - 1} FIFO depths, got {len(depths)}")
+    return run_graph(kernels, chain_edges(len(kernels)), depths, frames, pace)
+
+
+def run_unbounded(kernels: list[KernelSchedule], frames: int = DEFAULT_FRAMES, pace: int | None = None,
+                  edges: list[Edge] | None = None) -> ChainRun:
+    """`run_graph` with every FIFO unbounded, vectorized (edges None: a chain): nothing waits for a
+    consumer, so a kernel's schedule follows from its producers' alone; in topological order, event
+    m at cycle it_m + max(0, max over m' <= m of (arrival of the word read at m' - it_m')), where a
+    word arrives when the last of the producers writes it."""
+    edges = chain_edges(len(kernels)) if edges is None else list(edges)
+    ins, _ = graph_ports(len(kernels), edges)
     R, W, stalls, n_events = [], [], [], []
-    for ks in kernels:
+    for k, ks in enumerate(kernels):
+        arrival = _source(kernels, frames, pace) if k == 0 else \
+            np.maximum.reduce([W[edges[i][0]] for i in ins[k]])
         its, kinds = _events(ks, frames)
         r, w = (kinds & READ) > 0, (kinds & WRITE) > 0
         a = np.zeros(len(its), dtype=np.int64)
-        a[r] = prev_w + 1 - its[r]
+        a[r] = arrival + 1 - its[r]
         t = its + np.maximum.accumulate(np.maximum(a, 0)) if len(its) else its
         R.append(t[r])
         W.append(t[w])
         stalls.append(int(t[-1] - its[-1]) if len(its) else 0)
         n_events.append(len(its))
-        prev_w = t[w]
-    return ChainRun(R, W, [True] * len(kernels), stalls, [0] * len(kernels), frames, n_events, pace)
+    return ChainRun(R, W, [True] * len(kernels), stalls, [0] * len(kernels), frames, n_events, pace, edges)
 
 
 # ---------------------------------------------------------------- reading a run
@@ -328,8 +512,9 @@ def run_unbounded(kernels: list[KernelSchedule], frames: int = DEFAULT_FRAMES, p
 def fifo_occupancy(run: ChainRun, i: int) -> tuple[int, int]:
     """(most words FIFO i holds at the start of a cycle in which its producer writes, most words it
     holds at the end of any cycle) in a run."""
-    w = np.asarray(run.write_times[i], dtype=np.int64)
-    r = np.asarray(run.read_times[i + 1], dtype=np.int64)
+    p, c = run.edges[i]
+    w = np.asarray(run.write_times[p], dtype=np.int64)
+    r = np.asarray(run.read_times[c], dtype=np.int64)
     if len(w) == 0:
         return 0, 0
     idx = np.arange(len(w), dtype=np.int64)
@@ -338,23 +523,43 @@ def fifo_occupancy(run: ChainRun, i: int) -> tuple[int, int]:
     return int(at_write.max()), int(held.max())
 
 
+def full_fifos(run: ChainRun, depths: list[int | None]) -> list[int]:
+    """The FIFOs at their depth when the run ended whose producer had iterations left: in a
+    deadlock, the full FIFOs its blocked writers wait on."""
+    return [i for i, ((p, c), d) in enumerate(zip(run.edges, depths))
+            if d and not run.done[p] and len(run.write_times[p]) - len(run.read_times[c]) >= d]
+
+
 @dataclass
 class Timeline:
     """Per-event view of one kernel in a run: its cycle and the three lower bounds it obeyed."""
 
     t: np.ndarray
     seq: np.ndarray  # previous event + iterations in between
-    data: np.ndarray  # the producer's write of the word read + 1 (-1: no read)
-    room: np.ndarray  # the consumer's read that freed the slot + 1 (-1: no write into a full FIFO)
+    data: np.ndarray  # the latest producer's write of the word read + 1 (-1: no read)
+    room: np.ndarray  # the latest consumer's read that freed a slot + 1 (-1: no write into a full FIFO)
     ridx: np.ndarray  # read number of each event (-1: none)
     widx: np.ndarray  # write number of each event (-1: none)
     read_event: np.ndarray  # event index of each read
     write_event: np.ndarray  # event index of each write
+    data_fifo: np.ndarray | None = None  # the input FIFO that set `data` (-1: the source or no read)
+    room_fifo: np.ndarray | None = None  # the output FIFO that set `room` (-1: none)
+
+
+def _latest(bounds: list[tuple[int, np.ndarray]], n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Elementwise max over (FIFO, bound) pairs, with the FIFO of the first maximum (-1 if none)."""
+    best = np.full(n, -1, dtype=np.int64)
+    which = np.full(n, -1, dtype=np.int64)
+    for i, b in bounds:
+        later = b > best
+        best[later] = b[later]
+        which[later] = i
+    return best, which
 
 
 def timelines(kernels: list[KernelSchedule], run: ChainRun, depths: list[int | None]) -> list[Timeline]:
     """Every event's cycle in `run` and the bounds of the rule cycle = max(seq, data, room)."""
-    K = len(kernels)
+    ins, outs = graph_ports(len(kernels), run.edges)
     source = _source(kernels, run.frames, run.pace)
     out = []
     for k, ks in enumerate(kernels):
@@ -372,31 +577,43 @@ def timelines(kernels: list[KernelSchedule], run: ChainRun, depths: list[int | N
         if n:
             seq[0] = its[0]
             seq[1:] = t[:-1] + np.diff(its)
-        prod = np.asarray(run.write_times[k - 1], dtype=np.int64) if k > 0 else source
-        data = np.full(n, -1, dtype=np.int64)
-        data[r] = prod[ridx[r]] + 1
-        room = np.full(n, -1, dtype=np.int64)
-        d = depths[k] if k < K - 1 else None
-        if d:
-            cons = np.asarray(run.read_times[k + 1], dtype=np.int64)
-            full = w & (widx >= d)
-            room[full] = cons[widx[full] - d] + 1
+        producers = [(-1, source)] if k == 0 else \
+            [(i, np.asarray(run.write_times[run.edges[i][0]], dtype=np.int64)) for i in ins[k]]
+        data_bounds = []
+        for i, prod in producers:
+            b = np.full(n, -1, dtype=np.int64)
+            b[r] = prod[ridx[r]] + 1
+            data_bounds.append((i, b))
+        data, data_fifo = _latest(data_bounds, n)
+        room_bounds = []
+        for i in outs[k]:
+            d = depths[i]
+            if d:
+                cons = np.asarray(run.read_times[run.edges[i][1]], dtype=np.int64)
+                full = w & (widx >= d)
+                b = np.full(n, -1, dtype=np.int64)
+                b[full] = cons[widx[full] - d] + 1
+                room_bounds.append((i, b))
+        room, room_fifo = _latest(room_bounds, n)
         out.append(Timeline(t, seq, data, room, np.where(r, ridx, -1), np.where(w, widx, -1), np.flatnonzero(r),
-                            np.flatnonzero(w)))
+                            np.flatnonzero(w), data_fifo, room_fifo))
     return out
 
 
 def critical_fifos(kernels: list[KernelSchedule], run: ChainRun, depths: list[int | None],
                    since: int = 0, max_steps: int = 1 << 21) -> dict[int, int]:
     """Walk back the critical path of the output's last write: from an event to the constraint that
-    set its cycle (its kernel's latest stall before it, then the producer's write it waited for or
-    the consumer's read that freed its slot). Returns, for every FIFO whose full slot delayed an
-    event of the path at cycle `since` or later, the cycles of delay it caused there."""
+    set its cycle (its kernel's latest stall before it, then the write of the input FIFO whose word
+    came last, or the read that freed the slot of the output FIFO that had room last). Returns, for
+    every FIFO whose full slot delayed an event of the path at cycle `since` or later, the cycles of
+    delay it caused there."""
     tl = timelines(kernels, run, depths)
     stalled = [np.flatnonzero(x.t > x.seq).tolist() for x in tl]
     t_, seq_, data_ = [x.t.tolist() for x in tl], [x.seq.tolist() for x in tl], [x.data.tolist() for x in tl]
     ridx_, widx_ = [x.ridx.tolist() for x in tl], [x.widx.tolist() for x in tl]
     rev_, wev_ = [x.read_event.tolist() for x in tl], [x.write_event.tolist() for x in tl]
+    dfifo_, rfifo_ = [x.data_fifo.tolist() for x in tl], [x.room_fifo.tolist() for x in tl]
+    edges = run.edges
     delay: dict[int, int] = {}
     k = len(kernels) - 1
     m = len(t_[k]) - 1
@@ -409,12 +626,16 @@ def critical_fifos(kernels: list[KernelSchedule], run: ChainRun, depths: list[in
         if t < since:
             break
         if data_[k][m] == t:  # waited for a word
-            if k == 0:  # from the source
+            i = dfifo_[k][m]
+            if i < 0:  # from the source
                 break
-            k, m = k - 1, wev_[k - 1][ridx_[k][m]]
-        else:  # waited for room in its output FIFO
-            delay[k] = delay.get(k, 0) + t - max(seq_[k][m], data_[k][m])
-            k, m = k + 1, rev_[k + 1][widx_[k][m] - int(depths[k])]
+            p = edges[i][0]
+            k, m = p, wev_[p][ridx_[k][m]]
+        else:  # waited for room in an output FIFO
+            i = rfifo_[k][m]
+            delay[i] = delay.get(i, 0) + t - max(seq_[k][m], data_[k][m])
+            c = edges[i][1]
+            k, m = c, rev_[c][widx_[k][m] - int(depths[i])]
     return delay
 
 
@@ -426,7 +647,8 @@ class SimResult:
     output; latency_cycles runs from the input's first read of frame 0 to the output's last write of
     frame 0, both cycles included. Both are None when a deadlock stopped the run first. depths and
     max_occupancy have one entry per FIFO stage of the model in stream order (inactive FIFOs 0);
-    max_occupancy is the most words a FIFO held at the end of a cycle."""
+    max_occupancy is the most words a FIFO held at the end of a cycle. fifo_edges names the kernels
+    each active FIFO connects (producer, consumer)."""
 
     ii_cycles: int | None
     latency_cycles: int | None
@@ -441,6 +663,7 @@ class SimResult:
     frame_done: list[int] = field(default_factory=list)  # cycle of the output's last write of each frame
     elapsed_s: float = 0.0
     runs: int = 1  # bounded simulations behind this result (size_fifos: the probes)
+    fifo_edges: list[tuple[str, str]] = field(default_factory=list)  # per active FIFO: (producer, consumer) kernel
 
     @property
     def latency_us(self) -> float | None:
@@ -456,7 +679,7 @@ class SimResult:
                 "latency_cycles": self.latency_cycles, "latency_us": self.latency_us, "clock_mhz": self.clock_mhz,
                 "deadlock": self.deadlock, "frames": self.frames, "fifos": self.fifos, "depths": self.depths,
                 "max_occupancy": self.max_occupancy, "frame_done": self.frame_done, "stalls": self.stalls,
-                "runs": self.runs, "elapsed_s": self.elapsed_s}
+                "fifo_edges": [list(e) for e in self.fifo_edges], "runs": self.runs, "elapsed_s": self.elapsed_s}
 
 
 def _result(chain: Chain, run: ChainRun, depths: list[int], started: float) -> SimResult:
@@ -472,14 +695,16 @@ def _result(chain: Chain, run: ChainRun, depths: list[int], started: float) -> S
              for n, w, d, o in zip(chain.fifo_names, chain.fifo_widths, depths, held)]
     stalls = {ks.name: {"read": int(r), "write": int(w)}
               for ks, r, w in zip(chain.kernels, run.stall_read, run.stall_write)}
+    names = [(chain.kernels[p].name, chain.kernels[c].name) for p, c in chain.fifo_edges]
     return SimResult(ii, latency, run.frames, run.deadlock, chain.stage_depths(depths), chain.stage_depths(held),
-                     chain.analytical_ii, chain.clock_mhz, fifos, stalls, frame_done, time.perf_counter() - started)
+                     chain.analytical_ii, chain.clock_mhz, fifos, stalls, frame_done, time.perf_counter() - started,
+                     fifo_edges=names)
 
 
 # ---------------------------------------------------------------- public API
 
 def design_chain(design: Design, board: Board) -> Chain:
-    """The chain of a dataflow design on a board (CodesignError for a tiled or illegal design)."""
+    """The kernel graph of a dataflow design on a board (CodesignError for a tiled or illegal design)."""
     if design.hardware.template != "dataflow":
         raise CodesignError(_TILED)
     result = CostModel(design.network, board, design.hardware.clock_mhz).evaluate_designs([design])
@@ -496,7 +721,7 @@ def _check_frames(frames: int) -> int:
 
 
 def simulate_chain(chain: Chain, depths: list[int], frames: int = DEFAULT_FRAMES) -> SimResult:
-    """Simulate a chain with one depth per active FIFO, the source at full speed."""
+    """Simulate a kernel graph with one depth per active FIFO, the source at full speed."""
     return _probe(chain, list(depths), _check_frames(frames))[1]
 
 
@@ -517,7 +742,7 @@ def _acceptable(res: SimResult, target: int) -> bool:
 
 def _probe(chain: Chain, depths: list[int], frames: int) -> tuple[ChainRun, SimResult]:
     started = time.perf_counter()
-    run = run_chain(chain.kernels, list(depths), frames)
+    run = run_graph(chain.kernels, chain.fifo_edges, list(depths), frames)
     return run, _result(chain, run, list(depths), started)
 
 
@@ -546,7 +771,8 @@ def _shrink(chain: Chain, depths: list[int], res: SimResult, target: int, frames
     """Bisect every FIFO deeper than MIN_DEPTH over its price levels (depth_levels), all at once: a
     probe sets each open FIFO to the middle level of its interval; if every frame interval stays
     within `target`, each open FIFO keeps the lower half; if not, the FIFOs whose full slots delayed
-    the critical path of the probe keep the upper half (where none did, the costliest open FIFO).
+    the critical path of the probe keep the upper half (a probe that deadlocks: the FIFOs full when
+    it stopped; where none did, the costliest open FIFO).
     `depths` reaches the target, and so does every vector that replaces it."""
     levels = {i: depth_levels(chain.fifo_widths[i], d) for i, d in enumerate(depths) if d > MIN_DEPTH}
     lo = {i: 0 for i in levels}
@@ -567,7 +793,8 @@ def _shrink(chain: Chain, depths: list[int], res: SimResult, target: int, frames
                 hi[i] = mid[i]
             depths, res = trial, probe
             continue
-        blamed = [i for i in critical_fifos(chain.kernels, probe_run, trial) if i in mid]
+        culprits = full_fifos(probe_run, trial) if probe_run.deadlock else critical_fifos(chain.kernels, probe_run, trial)
+        blamed = [i for i in culprits if i in mid]
         if not blamed:
             blamed = [max(open_, key=lambda i: int(fifo_cost(chain.fifo_widths[i], [trial[i]])[0]))]
         for i in blamed:
@@ -577,11 +804,11 @@ def _shrink(chain: Chain, depths: list[int], res: SimResult, target: int, frames
 
 def size_chain(chain: Chain, frames: int = DEFAULT_FRAMES, shrink: bool = True, max_probes: int = SHRINK_PROBES,
                budget_s: float | None = None) -> SimResult:
-    """FIFO depths of a chain (see size_fifos)."""
+    """FIFO depths of a kernel graph (see size_fifos)."""
     started = time.perf_counter()
     frames = _check_frames(frames)
     ii = chain.analytical_ii
-    paced = run_unbounded(chain.kernels, frames, pace=ii)
+    paced = run_unbounded(chain.kernels, frames, pace=ii, edges=chain.fifo_edges)
     depths = [max(MIN_DEPTH, fifo_occupancy(paced, i)[0] + 1) for i in range(len(chain.fifo_names))]
     _, res = _probe(chain, depths, frames)
     runs = 1
@@ -613,6 +840,12 @@ def size_fifos(design: Design, board: Board, frames: int = DEFAULT_FRAMES, shrin
     return size_chain(design_chain(design, board), frames, shrink, max_probes, budget_s)
 
 
+def _branches(edges: list[tuple[str, str]]) -> bool:
+    """Whether a kernel writes or reads more than one FIFO (the graph is not a chain)."""
+    producers, consumers = [p for p, _ in edges], [c for _, c in edges]
+    return len(set(producers)) < len(producers) or len(set(consumers)) < len(consumers)
+
+
 def format_simulation(res: SimResult, title: str = "") -> str:
     """A human-readable report: II, latency, deadlock and the FIFO table."""
     lines = [title] if title else []
@@ -624,13 +857,17 @@ def format_simulation(res: SimResult, title: str = "") -> str:
     else:
         lines.append(f"simulated latency {res.latency_cycles:,} cycles = {res.latency_us:,.1f} us at {res.clock_mhz:g} MHz")
     lines.append(f"deadlock: {'YES' if res.deadlock else 'no'}")
-    head = f"{'FIFO':<24}{'width':>8}{'depth':>8}{'max occupancy':>15}"
+    # a DAG (forks, joins) also shows which kernels each FIFO connects: the skip FIFOs stand out
+    ends = [f"  {p} -> {c}" for p, c in res.fifo_edges] if _branches(res.fifo_edges) else [""] * len(res.fifos)
+    head = f"{'FIFO':<24}{'width':>8}{'depth':>8}{'max occupancy':>15}" + ("  from -> to" if any(ends) else "")
     lines += [head, "-" * len(head)]
-    lines += [f"{f['name']:<24}{f['width']:>8,}{f['depth']:>8,}{f['max_occupancy']:>15,}" for f in res.fifos]
+    lines += [f"{f['name']:<24}{f['width']:>8,}{f['depth']:>8,}{f['max_occupancy']:>15,}{e}"
+              for f, e in zip(res.fifos, ends)]
     return "\n".join(lines)
 
 
-__all__ = ["Chain", "ChainRun", "KernelSchedule", "SimResult", "Timeline", "build_chain", "critical_fifos",
-           "depth_levels", "design_chain", "fifo_cost", "fifo_occupancy", "format_simulation", "gearbox_flags",
-           "kernel_schedule", "max_pool_axis_flags", "mvau_flags", "run_chain", "run_unbounded", "simulate",
-           "simulate_chain", "size_chain", "size_fifos", "sliding_window_flags", "timelines"]
+__all__ = ["Chain", "ChainRun", "KernelSchedule", "SimResult", "Timeline", "build_chain", "chain_edges",
+           "critical_fifos", "depth_levels", "design_chain", "fifo_cost", "fifo_occupancy", "format_simulation",
+           "full_fifos", "gearbox_flags", "graph_ports", "kernel_schedule", "max_pool_axis_flags", "mvau_flags",
+           "run_chain", "run_graph", "run_unbounded", "simulate", "simulate_chain", "size_chain", "size_fifos",
+           "sliding_window_flags", "timelines"]
