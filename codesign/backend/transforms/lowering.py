@@ -123,13 +123,16 @@ class AbsorbLayout(Transform):
 
     def run(self, g: nx.DiGraph) -> None:
         after: dict[str, np.ndarray | None] = {}  # per node: stream positions of its output when not canonical
+        moved: dict[str, np.ndarray | None] = {}  # per reader of a removed layout op: the positions it reads
         for key in topological(g):
-            feeds = producers(g, key)
-            ins = [after[k] for k in feeds]
-            pos = ins[0] if ins else None
-            if len(ins) > 1 and any(p is not None for p in ins):
+            ins = [after[k] for k in producers(g, key)]
+            pos = moved[key] if key in moved else (ins[0] if ins else None)
+            if len(ins) > 1 and any(p is not None for p in ins + [moved.get(key)]):
                 raise CodesignError(f"{_where(op(g, key))}: a reshape or transpose before a join is not supported")
+            readers = consumers(g, key)
             after[key] = self._visit(g, key, pos)
+            if key not in g:  # a layout op, removed: its readers now read its producer, at these positions
+                moved.update((v, after[key]) for v in readers)
 
     @staticmethod
     def _visit(g: nx.DiGraph, key: str, pos: np.ndarray | None) -> np.ndarray | None:
