@@ -160,18 +160,19 @@ def match_dag(model: Network, net: Network, source: str = "design") -> dict[int,
         pd, pm = net.producers(d), model.producers(m)
         if len(pd) != len(pm):
             raise fail(d, m)
-        orders = [pm] if len(pm) < 2 else [pm, pm[::-1]]
-        for n, order in enumerate(orders):
+        first: CodesignError | None = None  # an add's inputs in the design's order; the message names that try
+        for order in [pm] if len(pm) < 2 else [pm, pm[::-1]]:
             saved = dict(found)
             try:
                 for x, y in zip(pd, order):
                     visit(x, y)
                 return
-            except CodesignError:
+            except CodesignError as exc:
                 found.clear()
                 found.update(saved)
-                if n == len(orders) - 1:
-                    raise
+                first = first or exc
+        assert first is not None
+        raise first
 
     visit(len(net.layers) - 1, len(model.layers) - 1)
     if len(net.layers) != len(model.layers):
