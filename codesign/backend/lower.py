@@ -215,6 +215,9 @@ def lower(model: str | Path | Any, design: Design | None = None, board: str | No
     """Lower a QONNX model and fold it: with a Design, by its hardware section (its layers must match
     the model); otherwise the network is read from the graph and hw_space.folding chooses PE/SIMD
     for `board`."""
+    if design is not None and design.hardware.template == "tiled" and not design.network.is_chain():
+        raise CodesignError("hardware.template: the tiled engine runs a chain of layers; a network with branches "
+                            "(add layers) needs template: dataflow", source=design_source)
     g = lower_model(model)
     if design is not None:
         match_design(g, design, design_source)
@@ -225,9 +228,6 @@ def lower(model: str | Path | Any, design: Design | None = None, board: str | No
         design = Design(network=network_of(g), hardware=Hardware(board=board or "zc706"))
         design, folded_by = _fold_with_board(design, target_fps, max_util)
     g = name_layers(g, design.network)
-    if design.hardware.template == "tiled" and not design.network.is_chain():
-        raise CodesignError("hardware.template: the tiled engine runs a chain of layers; a network with branches "
-                            "(add layers) needs template: dataflow", source=design_source)
     if design.hardware.template == "tiled":  # one engine walks the layers: no folding, no streams
         g = transforms.MarkXnor().apply(g)
         return Lowered(graph=g, design=design, folded_by=folded_by)
