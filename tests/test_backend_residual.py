@@ -152,6 +152,20 @@ def test_an_add_of_two_scales_and_other_unbuildable_cases_get_one_clear_error(tm
                                             r"supported; both inputs need one shape"):
         import_graph(load_qonnx(path))
 
+    class Doubled(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.q = QuantIdentity(act_quant=FixedUint8Input)
+            self.add_q = QuantReLU(bit_width=4)
+
+        def forward(self, x):
+            x = self.q(x)
+            return torch.flatten(self.add_q(x + x), 1)
+
+    path = export(Doubled().eval(), tmp_path / "d.onnx")
+    with pytest.raises(CodesignError, match=r"an add of a tensor with itself is not supported"):
+        import_graph(load_qonnx(path))
+
     tiled = Design(network=load_design(SMALL).network, hardware=Hardware(board="pynq-z1", template="tiled"))
     with pytest.raises(CodesignError, match=r"tiled engine runs a chain of layers; .* needs template: dataflow"):
         lower(tmp_path / "not_read.onnx", design=tiled)  # refused before the model is read

@@ -259,6 +259,8 @@ def import_graph(model: Any) -> nx.DiGraph:
 
 def _sum(model: Any, node: Any, dyn: list[str]) -> Sum:
     """An Add of two data tensors of one shape (no broadcasting): a residual join."""
+    if dyn[0] == dyn[1]:
+        raise _fail(node, "an add of a tensor with itself is not supported (it is a multiplication by 2)")
     a, b = (_shape(model, i) for i in dyn)
     if a != b or _shape(model, node.output[0]) != a:
         raise _fail(node, f"an add of tensors of shapes {list(a)} and {list(b)} is not supported; both inputs "
