@@ -8,6 +8,7 @@ search's inner loop and the user's report never disagree.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -166,11 +167,9 @@ class CostModel:
         net = self.network
         self.io_in = StreamIO("input", net.input.channels * net.input.height * net.input.width, "input")
         self.io_out = StreamIO("output", net.num_classes, "output")
-        # (consumer layer, port) of every edge that reads each layer's values (key -1: the network input)
-        readers: dict[int, list[tuple[int, int]]] = {p: [] for p in range(-1, self.L)}
-        for j in net.order():
-            for q, p in enumerate(net.producers(j)):
-                readers[p].append((j, q))
+        # how many input ports read each layer's values (key -1: the network input); an add may read
+        # one layer on both ports, which makes two edges
+        readers = Counter(p for j in net.order() for p in net.producers(j))
         nodes: list[_Node] = []
 
         def add(j: int, layer: str, kind: HwKind, inputs: tuple[int, ...]) -> int:
@@ -179,14 +178,14 @@ class CostModel:
 
         def fork(p: int, layer: str, tail: int) -> int:
             """The node whose stream carries layer p's values: a duplicator after `tail` if several read them."""
-            n = len(readers[p])
+            n = readers[p]
             if n < 2:
                 return tail
             size = self.shapes[p][1].size if p >= 0 else self.io_in.elements
             return add(p, layer, DuplicateStreams(f"{layer}_dup", size, n), (tail,))
 
         tails = {-1: fork(-1, "input", add(-1, "input", self.io_in, ()))}
-        input_forks = len(readers[-1]) > 1
+        input_forks = readers[-1] > 1
         for j, (layer, kinds) in enumerate(zip(net.layers, per_layer)):
             ports = []
             for q, p in enumerate(net.producers(j)):
@@ -285,12 +284,15 @@ class CostModel:
         network's bits, 'auto' memory and multipliers, per-PE weight memories; layout: the codes of
         hw_space.layers.LAYOUT_CODES). Entries of maxpool layers: pe only (default:
         all channels). swg_simd: the sliding windows' SIMD (0 or None: layers.largest_divisor_at_most).
-        fifo_depths: (N, F) depths of the F potential FIFOs in stream order (None: 2 words each,
-        the smallest full-rate FIFO; the per-design estimate passes the simulated depths).
+        fifo_depths: (N, F) depths of the F potential FIFOs in the order of the FIFO stages of the
+        result (None: 2 words each, the smallest full-rate FIFO; the per-design estimate passes the
+        simulated depths).
 
-        The stages are the kernels the HLS writer emits, in stream order, each followed by the FIFO
-        it writes into; width converters (and the FIFO after them) are inactive where the two
-        sides' words hold the same number of elements."""
+        The stages are the kernels the HLS writer emits, in a topological order of the stream graph
+        (stream order for a chain), each followed by the FIFOs it writes into (one per reader; the
+        duplicator after a fork writes several); StageResult.reads gives the graph. Width converters
+        (and the FIFO after them) are inactive where the two sides' words hold the same number of
+        elements."""
         arrays = [a for a in (pe, simd, weight_bits, act_bits, mem, mac, swg_simd, layout)
                   if a is not None and np.ndim(a) == 2]
         n = n or (arrays[0].shape[0] if arrays else 1)
