@@ -38,11 +38,12 @@ deadlock, every frame interval within 1 % of the analytical II). (3) The produce
 often only runs ahead of a slower consumer, so the depths are bisected, all at once, over the
 depths where the cost of the FIFO changes (registers, SRL, BRAM18 steps): a probe that keeps the
 frame interval keeps the lower halves, one that does not blames the FIFOs whose full slots lie on
-its critical path (a probe that deadlocks: the FIFOs full when it stopped).
+its critical path (a probe that deadlocks: the full FIFOs into a join starved on another input).
 """
 
 from __future__ import annotations
 
+import heapq
 import time
 from bisect import bisect_right
 from dataclasses import dataclass, field
@@ -157,10 +158,6 @@ class Chain:
         if len(self.fifo_edges) != len(self.fifo_names):
             raise ValueError(f"{len(self.fifo_names)} FIFOs, {len(self.fifo_edges)} FIFO edges")
 
-    @property
-    def is_chain(self) -> bool:
-        return self.fifo_edges == chain_edges(len(self.kernels))
-
     def stage_depths(self, depths: list[int]) -> list[int]:
         """Per-active-FIFO values -> one per FIFO stage of the model (inactive ones 0)."""
         out = [0] * self.n_fifo_stages
@@ -203,8 +200,6 @@ def _stage_reads(stages: list) -> list[tuple[str, ...]]:
 def _topological(n: int, edges: list[Edge]) -> list[int]:
     """A topological order of n nodes, the lowest index first among the ready ones (a list
     already in order stays as it is)."""
-    import heapq
-
     succ: list[list[int]] = [[] for _ in range(n)]
     indeg = [0] * n
     for p, c in edges:
@@ -523,11 +518,19 @@ def fifo_occupancy(run: ChainRun, i: int) -> tuple[int, int]:
     return int(at_write.max()), int(held.max())
 
 
-def full_fifos(run: ChainRun, depths: list[int | None]) -> list[int]:
-    """The FIFOs at their depth when the run ended whose producer had iterations left: in a
-    deadlock, the full FIFOs its blocked writers wait on."""
-    return [i for i, ((p, c), d) in enumerate(zip(run.edges, depths))
-            if d and not run.done[p] and len(run.write_times[p]) - len(run.read_times[c]) >= d]
+def deadlock_fifos(run: ChainRun, depths: list[int | None]) -> list[int]:
+    """In a run that ended in deadlock, the FIFOs whose depth closed the wait cycle: those at their
+    depth whose consumer (a join) waits for a word on another, empty, input FIFO. Around any wait
+    cycle a kernel blocked on a full output hands the wait on to its consumer, one starved on an
+    empty input to its producer; where the cycle turns from the first to the second sits a join with
+    a full and an empty input. FIFOs full only because everything behind them is blocked are not
+    returned: making them deeper would not help."""
+    ins: dict[int, list[int]] = {}
+    for i, (_, c) in enumerate(run.edges):
+        ins.setdefault(c, []).append(i)
+    held = [len(run.write_times[p]) - len(run.read_times[c]) for p, c in run.edges]
+    return [i for i, ((_, c), d) in enumerate(zip(run.edges, depths))
+            if d and held[i] >= d and not run.done[c] and any(held[j] == 0 for j in ins[c] if j != i)]
 
 
 @dataclass
@@ -664,6 +667,7 @@ class SimResult:
     elapsed_s: float = 0.0
     runs: int = 1  # bounded simulations behind this result (size_fifos: the probes)
     fifo_edges: list[tuple[str, str]] = field(default_factory=list)  # per active FIFO: (producer, consumer) kernel
+    blocking: list[str] = field(default_factory=list)  # after a deadlock: the FIFOs that closed it (deadlock_fifos)
 
     @property
     def latency_us(self) -> float | None:
@@ -679,7 +683,8 @@ class SimResult:
                 "latency_cycles": self.latency_cycles, "latency_us": self.latency_us, "clock_mhz": self.clock_mhz,
                 "deadlock": self.deadlock, "frames": self.frames, "fifos": self.fifos, "depths": self.depths,
                 "max_occupancy": self.max_occupancy, "frame_done": self.frame_done, "stalls": self.stalls,
-                "fifo_edges": [list(e) for e in self.fifo_edges], "runs": self.runs, "elapsed_s": self.elapsed_s}
+                "fifo_edges": [list(e) for e in self.fifo_edges], "blocking_fifos": self.blocking, "runs": self.runs,
+                "elapsed_s": self.elapsed_s}
 
 
 def _result(chain: Chain, run: ChainRun, depths: list[int], started: float) -> SimResult:
@@ -696,9 +701,10 @@ def _result(chain: Chain, run: ChainRun, depths: list[int], started: float) -> S
     stalls = {ks.name: {"read": int(r), "write": int(w)}
               for ks, r, w in zip(chain.kernels, run.stall_read, run.stall_write)}
     names = [(chain.kernels[p].name, chain.kernels[c].name) for p, c in chain.fifo_edges]
+    blocking = [chain.fifo_names[i] for i in deadlock_fifos(run, depths)] if run.deadlock else []
     return SimResult(ii, latency, run.frames, run.deadlock, chain.stage_depths(depths), chain.stage_depths(held),
                      chain.analytical_ii, chain.clock_mhz, fifos, stalls, frame_done, time.perf_counter() - started,
-                     fifo_edges=names)
+                     fifo_edges=names, blocking=blocking)
 
 
 # ---------------------------------------------------------------- public API
@@ -772,7 +778,8 @@ def _shrink(chain: Chain, depths: list[int], res: SimResult, target: int, frames
     probe sets each open FIFO to the middle level of its interval; if every frame interval stays
     within `target`, each open FIFO keeps the lower half; if not, the FIFOs whose full slots delayed
     the critical path of the probe keep the upper half (a probe that deadlocks: the FIFOs full when
-    it stopped; where none did, the costliest open FIFO).
+    it stopped with a join waiting on its other input, deadlock_fifos; where none did, the costliest
+    open FIFO).
     `depths` reaches the target, and so does every vector that replaces it."""
     levels = {i: depth_levels(chain.fifo_widths[i], d) for i, d in enumerate(depths) if d > MIN_DEPTH}
     lo = {i: 0 for i in levels}
@@ -793,7 +800,7 @@ def _shrink(chain: Chain, depths: list[int], res: SimResult, target: int, frames
                 hi[i] = mid[i]
             depths, res = trial, probe
             continue
-        culprits = full_fifos(probe_run, trial) if probe_run.deadlock else critical_fifos(chain.kernels, probe_run, trial)
+        culprits = deadlock_fifos(probe_run, trial) if probe_run.deadlock else critical_fifos(chain.kernels, probe_run, trial)
         blamed = [i for i in culprits if i in mid]
         if not blamed:
             blamed = [max(open_, key=lambda i: int(fifo_cost(chain.fifo_widths[i], [trial[i]])[0]))]
@@ -856,7 +863,8 @@ def format_simulation(res: SimResult, title: str = "") -> str:
         lines.append("simulated latency: frame 0 never completed")
     else:
         lines.append(f"simulated latency {res.latency_cycles:,} cycles = {res.latency_us:,.1f} us at {res.clock_mhz:g} MHz")
-    lines.append(f"deadlock: {'YES' if res.deadlock else 'no'}")
+    blocking = f" (full, while the join it feeds waits on another input: {', '.join(res.blocking)})" if res.blocking else ""
+    lines.append(f"deadlock: {'YES' if res.deadlock else 'no'}{blocking}")
     # a DAG (forks, joins) also shows which kernels each FIFO connects: the skip FIFOs stand out
     ends = [f"  {p} -> {c}" for p, c in res.fifo_edges] if _branches(res.fifo_edges) else [""] * len(res.fifos)
     head = f"{'FIFO':<24}{'width':>8}{'depth':>8}{'max occupancy':>15}" + ("  from -> to" if any(ends) else "")
@@ -868,6 +876,6 @@ def format_simulation(res: SimResult, title: str = "") -> str:
 
 __all__ = ["Chain", "ChainRun", "KernelSchedule", "SimResult", "Timeline", "build_chain", "chain_edges",
            "critical_fifos", "depth_levels", "design_chain", "fifo_cost", "fifo_occupancy", "format_simulation",
-           "full_fifos", "gearbox_flags", "graph_ports", "kernel_schedule", "max_pool_axis_flags", "mvau_flags",
+           "deadlock_fifos", "gearbox_flags", "graph_ports", "kernel_schedule", "max_pool_axis_flags", "mvau_flags",
            "run_chain", "run_graph", "run_unbounded", "simulate", "simulate_chain", "size_chain", "size_fifos",
            "sliding_window_flags", "timelines"]

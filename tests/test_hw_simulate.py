@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_simulate_dag import naive_graph
 
 from hw_space.boards import Board, load_board
 from hw_space.design import Design, Hardware, InputSpec, Layer, LayerFold, Network, load_design
@@ -224,44 +225,8 @@ def test_every_kernel_of_the_examples_takes_the_model_cycles_and_words():
 
 def _naive(kernels, depths, frames, pace=None):
     """The rules, literally: every cycle each kernel tries its next iteration against the FIFO
-    occupancies at the start of the cycle."""
-    K = len(kernels)
-    reads = [np.tile(ks.reads, frames) for ks in kernels]
-    writes = [np.tile(ks.writes, frames) for ks in kernels]
-    rpf = kernels[0].words_in
-    pos, occ = [0] * K, [0] * (K - 1)
-    R, W = [[] for _ in range(K)], [[] for _ in range(K)]
-    t = 0
-    while any(pos[k] < len(reads[k]) for k in range(K)):
-        start = list(occ)
-        moved = False
-        for k in range(K):
-            i = pos[k]
-            if i >= len(reads[k]):
-                continue
-            r, w = bool(reads[k][i]), bool(writes[k][i])
-            if r and k == 0 and pace is not None:
-                j = len(R[0])
-                if t < (j // rpf) * pace + j % rpf:
-                    continue
-            if r and k > 0 and start[k - 1] == 0:
-                continue
-            if w and k < K - 1 and depths[k] is not None and start[k] >= depths[k]:
-                continue
-            pos[k] += 1
-            moved = True
-            if r:
-                R[k].append(t)
-                if k > 0:
-                    occ[k - 1] -= 1
-            if w:
-                W[k].append(t)
-                if k < K - 1:
-                    occ[k] += 1
-        if not moved and pace is None:
-            break  # deadlock
-        t += 1
-    return R, W
+    occupancies at the start of the cycle (test_simulate_dag.naive_graph on the chain's edges)."""
+    return naive_graph(kernels, [(k, k + 1) for k in range(len(kernels) - 1)], depths, frames, pace)
 
 
 def _random_chain(rng, K):
