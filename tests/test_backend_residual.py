@@ -21,7 +21,7 @@ from codesign.backend.csim import verify
 from codesign.backend.dag import op, producers, topological
 from codesign.backend.emit import emit
 from codesign.backend.frontend import import_graph, load_qonnx
-from codesign.backend.lower import lower, lower_model, match_design, network_of
+from codesign.backend.lower import lower, lower_model, match_design, name_layers, network_of
 from codesign.backend.ops.streams import AddStreams, DuplicateStreams
 from hw_space.design import Design, Hardware, LayerFold, load_design
 from hw_space.errors import CodesignError
@@ -108,6 +108,14 @@ def test_a_design_built_residual_net_matches_its_design_and_brevitas(tmp_path):
     match_design(g, design)
     _, _, x_test, _ = digits()
     assert check_against_brevitas(model, g, x_test[:120])["argmax"] == 1.0
+    # an add's inputs listed the other way round are the same network: matched through the graph
+    layers = list(design.network.layers)
+    layers[3] = replace(layers[3], inputs=("stem", "b0c1"))
+    swapped = replace(design, network=replace(design.network, layers=tuple(layers)))
+    match_design(g, swapped)
+    named = name_layers(g, swapped.network)
+    first = [k for k in topological(named) if getattr(op(named, k), "layer", "")][0]
+    assert op(named, first).layer == "stem" and op(named, first).mw == 9  # the 3x3 conv on the 1-channel input
     # the same layers read in another order are another network: one clear line
     layers = list(design.network.layers)
     layers[6] = replace(layers[6], kernel=3, padding=1)
