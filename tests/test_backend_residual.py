@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 from dataclasses import replace
 from pathlib import Path
 
@@ -14,17 +15,20 @@ import numpy as np
 import pytest
 import torch
 from brevitas.nn import QuantConv2d, QuantIdentity, QuantLinear, QuantReLU
+from test_backend_kernel_cycles import _instrument
 from test_backend_models import FixedUint8Input, check_against_brevitas, digits, export, randomize, train_briefly
 from torch import nn
 
-from codesign.backend.csim import verify
+from codesign.backend.csim import ap_types_dir, read_manifest, verify, write_inputs
 from codesign.backend.dag import op, producers, topological
 from codesign.backend.emit import emit
 from codesign.backend.frontend import import_graph, load_qonnx
 from codesign.backend.lower import lower, lower_model, match_design, name_layers, network_of
 from codesign.backend.ops.streams import AddStreams, DuplicateStreams
+from hw_space.boards import load_board
 from hw_space.design import Design, Hardware, LayerFold, load_design
 from hw_space.errors import CodesignError
+from hw_space.model import evaluate_design
 from quant.build import build
 from quant.export import export_qonnx
 
@@ -183,7 +187,8 @@ def test_an_add_of_two_scales_and_other_unbuildable_cases_get_one_clear_error(tm
 @pytest.mark.slow
 def test_folded_residual_net_is_bit_exact_in_csim(tmp_path):
     """Every add reads one port through a width converter and the other directly, a fork feeds a
-    1x1 stride-2 projection and a 3x3 conv at different PEs; C-simulated against the reference."""
+    1x1 stride-2 projection and a 3x3 conv at different PEs; C-simulated against the reference, and
+    the add and duplicate kernels take the cost model's cycles."""
     design = load_design(SMALL)
     model = randomize(build(design.network), 7)
     path = tmp_path / "m.onnx"
@@ -193,12 +198,34 @@ def test_folded_residual_net_is_bit_exact_in_csim(tmp_path):
              "b1c1": LayerFold(pe=2, simd=16), "add1": LayerFold(pe=4), "gap": LayerFold(pe=2),
              "fc0": LayerFold(pe=5, simd=4)}
     design = design.with_hardware(layers=folds)
-    emit(path, tmp_path / "hls", design=design, samples=30, seed=3)
-    top = (tmp_path / "hls" / "src" / "codesign_top.cpp").read_text()
-    assert "codesign::add_streams<" in top and "codesign::dup_streams2<" in top
-    assert "add0_in1_dwc" in top and "add1_in_dwc" in top
-    verdict = verify(tmp_path / "hls")
+    project = tmp_path / "hls"
+    emit(path, project, design=design, samples=30, seed=3)
+    top = project / "src" / "codesign_top.cpp"
+    text = top.read_text()
+    assert "codesign::add_streams<" in text and "codesign::dup_streams2<" in text
+    assert "add0_in1_dwc" in text and "add1_in_dwc" in text
+    verdict = verify(project)
     assert verdict.bit_exact and verdict.mismatches == 0 and verdict.samples == 30
+    # each add and duplicator loops exactly the cost model's cycles (counted in C-simulation)
+    stages = [line[5:].split(":")[0].strip() for line in text.splitlines() if line.startswith("//   ")]
+    kernels = _instrument(top)
+    files = read_manifest(project)["files"]
+    sources = [f for f in files["sources"] + files["testbench"] if f.endswith(".cpp")]
+    subprocess.run(["g++", "-std=c++14", "-O1", "-DCODESIGN_COUNT_ITERATIONS", "-Isrc", "-isystem", str(ap_types_dir()),
+                    *sources, "-o", "counted"], cwd=project, check=True, capture_output=True, text=True)
+    with np.load(project / "tb_data" / "vectors.npz") as data:
+        codes, expected = data["codes"][:1], data["reference"][:1]
+    write_inputs(project / "one.txt", codes)
+    out = subprocess.run(["./counted", "one.txt", "one_out.txt", "-"], cwd=project, capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert np.array_equal(np.loadtxt(project / "one_out.txt", dtype=np.int64, ndmin=2), expected)
+    counts = dict(zip(stages, (int(v) for v in out[:len(kernels)])))
+    result = evaluate_design(design, load_board(design.hardware.board))
+    cycles = {st.name: int(st.cycles[0]) for st in result.stages if st.kind in ("add", "dup")}
+    assert {name: counts[name] for name in cycles} == cycles
+    # add0: H*W * C/PE = 64 * 8/2 = 256; add1: 16 * 16/4 = 64; stem_dup: stem's words 64 * 8/8 = 64;
+    # add0_dup: add0's words 64 * 8/2 = 256
+    assert cycles == {"add0": 256, "add1": 64, "stem_dup": 64, "add0_dup": 256}
 
 
 @needs_gxx
