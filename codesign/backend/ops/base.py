@@ -100,6 +100,7 @@ class HardwareOp(Op):
 
     model_kind: ClassVar[str] = ""  # the cost model's stage kind (hw_space.model), same kernels in the same order
     is_window: ClassVar[bool] = False  # a sliding window: the layer it feeds sets its SIMD and its name
+    fans_out: ClassVar[bool] = False  # writes one stream per reader (the duplicator); any other stage has one reader
 
     @property
     def in_elems(self) -> int:

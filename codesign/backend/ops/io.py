@@ -91,7 +91,7 @@ class InputStage(HardwareOp):
         """Its word is its reader's; a duplicator (the input forks) takes any word: then the word of
         the duplicator's first reader in data-flow order (as the cost model)."""
         reader = node.consumer()
-        if getattr(reader, "fans_out", False):
+        if reader.fans_out:
             order = {k: i for i, k in enumerate(dag.topological(node.g))}
             dup = dag.consumers(node.g, node.key)[0]
             reader = dag.op(node.g, min(dag.consumers(node.g, dup), key=order.__getitem__))

@@ -448,7 +448,7 @@ class InsertDuplicates(Transform):
 
     def run(self, g: nx.DiGraph) -> None:
         for key in topological(g):
-            if not is_fork(g, key) or getattr(op(g, key), "fans_out", False):
+            if not is_fork(g, key) or op(g, key).fans_out:
                 continue
             item = op(g, key)
             source = getattr(item, "layer", "") or item.name
