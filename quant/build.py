@@ -7,7 +7,8 @@ Module structure of `QuantNet` (the order `forward` runs and the exported QONNX 
   the integer round_half_even(x / s) in 0..2^bits-1 (what the hardware receives; `input_integers`);
   bits == 1: ``InputShift`` (x - 0.5) then a bipolar QuantIdentity (scale 1): x >= 0.5 -> +1, else -1.
 * ``blocks[i]`` for layer i, in order (``block(name)`` finds one by the layer's name), built by
-  ``BLOCK_BUILDERS[layer.type]``; the network must be a chain (``Network.require_chain``):
+  ``BLOCK_BUILDERS[layer.type]``; each block reads its layer's producers (``Network.producers``: a DAG,
+  forward keeps every layer's output):
   conv    -> Sequential(conv=QuantConv2d(bias=False, padding, stride, groups), bn=BatchNorm2d, act=<act>)
              (depthwise: QuantConv2d(C, C, K, groups=C), as a Brevitas MobileNet writes it)
   maxpool -> MaxPool2d(kernel, stride)
@@ -17,6 +18,9 @@ Module structure of `QuantNet` (the order `forward` runs and the exported QONNX 
   per-tensor scale (unsigned for >= 2 bits, bipolar for 1 bit). AvgPool2d + QuantIdentity exports as
   AveragePool (GlobalAveragePool) + Quant, which the backend lowers exactly; Brevitas' TruncAvgPool2d
   exports a Trunc node instead, which the backend does not read.
+  add     -> AddBlock(act=<requant>): act(a + b) of its two inputs, requantized to the add's act_bits.
+             The two producers of an add share ONE activation quantizer instance (their `act` modules
+             are the same object, united over chains of adds), so both inputs are codes at one scale.
   dense   -> Sequential(linear=QuantLinear(bias=False), bn=BatchNorm1d, act=<act>)
   last dense -> Sequential(linear=QuantLinear(bias=False), scale=ClassAffine) - raw logits.
   The first dense block starts with flatten=nn.Flatten(): channels-first (C, H, W) order.
@@ -47,6 +51,7 @@ from brevitas.quant import (
 from torch import nn
 
 from hw_space.design import Layer, Network, Shape
+from hw_space.errors import CodesignError
 
 BN_EPS = 1e-4
 
@@ -134,6 +139,21 @@ def _global_avgpool_block(layer: Layer, shape_in: Shape, last: bool, flat_input:
     return nn.Sequential(OrderedDict(pool=nn.AdaptiveAvgPool2d(1), act=_requant(layer.act_bits or in_bits)))
 
 
+class AddBlock(nn.Module):
+    """A residual join: the sum of its two inputs (codes at one shared scale), requantized by `act`."""
+
+    def __init__(self, act: nn.Module):
+        super().__init__()
+        self.act = act
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return self.act(a + b)
+
+
+def _add_block(layer: Layer, shape_in: Shape, last: bool, flat_input: bool, in_bits: int) -> nn.Module:
+    return AddBlock(_requant(layer.act_bits or in_bits))
+
+
 def _conv_block(layer: Layer, shape_in: Shape, last: bool, flat_input: bool, in_bits: int) -> nn.Module:
     conv = QuantConv2d(shape_in.channels, layer.out_channels, layer.kernel, stride=layer.stride,
                        padding=layer.padding, groups=layer.groups, bias=False, **_weight_kwargs(layer.weight_bits))
@@ -164,7 +184,38 @@ def _dense_block(layer: Layer, shape_in: Shape, last: bool, flat_input: bool, in
 # parameter init.
 BlockBuilder = Callable[[Layer, Shape, bool, bool, int], nn.Module]
 BLOCK_BUILDERS: dict[str, BlockBuilder] = {"conv": _conv_block, "dense": _dense_block, "maxpool": _maxpool_block,
-                                           "avgpool": _avgpool_block, "global_avgpool": _global_avgpool_block}
+                                           "avgpool": _avgpool_block, "global_avgpool": _global_avgpool_block,
+                                           "add": _add_block}
+
+
+def _quantizer_owner(network: Network, j: int) -> int:
+    """The layer whose activation quantizer produced the values layer j outputs (-1: the input
+    quantizer): j itself, or for a max-pool (no quantizer) its producer's owner."""
+    while j >= 0 and network.layers[j].type == "maxpool":
+        j = network.producers(j)[0]
+    return j
+
+
+def shared_quantizers(network: Network) -> dict[int, int]:
+    """Per layer whose quantizer an add reads, the first layer of its group: the producers of every
+    add share one quantizer (united across adds, so a block input read by two adds joins both)."""
+    parent: dict[int, int] = {}
+
+    def find(j: int) -> int:
+        while parent.setdefault(j, j) != j:
+            j = parent[j]
+        return j
+
+    for j, layer in enumerate(network.layers):
+        if layer.type != "add":
+            continue
+        owners = [_quantizer_owner(network, p) for p in network.producers(j)]
+        if min(owners) < 0:
+            raise CodesignError(f"network.layers[{j}] ({layer.name}): an add reading the network input directly "
+                                "is not supported by the Brevitas builder; put a conv before the block")
+        a, b = sorted(find(o) for o in owners)
+        parent[b] = a
+    return {j: find(j) for j in parent}
 
 
 class QuantNet(nn.Module):
@@ -172,16 +223,21 @@ class QuantNet(nn.Module):
 
     def __init__(self, network: Network):
         super().__init__()
-        network.require_chain("quant.build (QAT training and QONNX export)")
         self.network = network
         self.input_quant = _input_quant(network.input.bits)
         self.names = tuple(layer.name for layer in network.layers)
         last = len(network.layers) - 1
-        blocks = []
+        self.producers = tuple(tuple(network.producers(i)) for i in range(len(network.layers)))
+        shared = shared_quantizers(network)
+        blocks: list[nn.Module] = []
         for i, (layer, (shape_in, _)) in enumerate(zip(network.layers, network.shapes())):
             p = network.producers(i)[0]
             flat_input = p >= 0 and network.layers[p].kind.flat_output
-            blocks.append(BLOCK_BUILDERS[layer.type](layer, shape_in, i == last, flat_input, network.input_bits_of(i)))
+            block = BLOCK_BUILDERS[layer.type](layer, shape_in, i == last, flat_input, network.input_bits_of(i))
+            first = shared.get(i, i)
+            if first != i:  # the later producer of an add reuses the earlier one's quantizer instance
+                block.act = blocks[first].act
+            blocks.append(block)
         # a list, not a ModuleDict: valid layer names such as "eval" or "train" would clash with attributes
         self.blocks = nn.ModuleList(blocks)
 
@@ -194,10 +250,10 @@ class QuantNet(nn.Module):
         return list(zip(self.names, self.blocks))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.input_quant(x)
-        for block in self.blocks:
-            x = block(x)
-        return x
+        outs: dict[int, torch.Tensor] = {-1: self.input_quant(x)}
+        for i, block in enumerate(self.blocks):
+            outs[i] = block(*(outs[p] for p in self.producers[i]))
+        return outs[len(self.blocks) - 1]
 
 
 def build(network: Network) -> QuantNet:
@@ -242,24 +298,32 @@ def _act_bits(module: nn.Module) -> int:
 
 
 def _quantizers(model: QuantNet) -> list[nn.Module]:
-    """Every activation quantizer in forward order: the input quantizer, then each block's `act`."""
+    """Every activation quantizer in forward order: the input quantizer, then each block's `act`
+    (a quantizer shared by two blocks is listed once)."""
     first = model.input_quant
     out = [first.quant if isinstance(first, nn.Sequential) else first]
-    out += [block.act for block in model.blocks if isinstance(block, nn.Sequential) and "act" in block._modules]
+    for block in model.blocks:
+        act = block._modules.get("act") if isinstance(block, (nn.Sequential, AddBlock)) else None
+        if act is not None and all(act is not q for q in out):
+            out.append(act)
     return out
 
 
 def describe(model: QuantNet) -> list[LayerInfo]:
     """Per layer: shapes seen in a real forward pass, and the bits of the quantizers that actually ran
-    (input bits = the last activation quantizer executed before the layer was entered)."""
+    (input bits = the last activation quantizer executed before the values it reads were produced:
+    its producer's, followed through max-pools, which have none)."""
     events: list[tuple[str, str, int]] = []  # (kind, name, bits) in execution order
     shapes: dict[str, tuple[Shape, Shape]] = {}
     hooks = [q.register_forward_hook(lambda m, i, o: events.append(("quant", "", _act_bits(m))))
              for q in _quantizers(model)]
+
+    def leave(name: str, i: tuple, o: torch.Tensor) -> None:
+        shapes[name] = (_shape(i[0]), _shape(o))
+        events.append(("leave", name, 0))
+
     for name, block in model.named_blocks():
-        hooks.append(block.register_forward_pre_hook(lambda m, i, name=name: events.append(("enter", name, 0))))
-        hooks.append(block.register_forward_hook(
-            lambda m, i, o, name=name: shapes.__setitem__(name, (_shape(i[0]), _shape(o)))))
+        hooks.append(block.register_forward_hook(lambda m, i, o, name=name: leave(name, i, o)))
     was_training = model.training
     net = model.network
     try:
@@ -270,16 +334,25 @@ def describe(model: QuantNet) -> list[LayerInfo]:
         for h in hooks:
             h.remove()
         model.train(was_training)
-    input_bits: dict[str, int] = {}
+    out_bits: dict[str, int] = {}  # the last quantizer run when each block finished (its output's)
     last_bits = 0
+    input_bits_ = events[0][2] if events and events[0][0] == "quant" else 0
     for kind, name, bits in events:
         if kind == "quant":
             last_bits = bits
         else:
-            input_bits[name] = last_bits
+            out_bits[name] = last_bits
+    input_bits: dict[str, int] = {}
+    for i, name in enumerate(model.names):
+        p = model.producers[i][0]
+        while p >= 0 and isinstance(model.blocks[p], nn.MaxPool2d):
+            p = model.producers[p][0]
+        input_bits[name] = input_bits_ if p < 0 else out_bits[model.names[p]]
     out = []
     for name, block in model.named_blocks():
-        if isinstance(block, nn.MaxPool2d):
+        if isinstance(block, AddBlock):
+            kind, wbits, abits = "add", None, _act_bits(block.act)
+        elif isinstance(block, nn.MaxPool2d):
             kind, wbits, abits = "maxpool", None, None
         elif "pool" in block._modules:
             pool = block.pool

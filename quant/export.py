@@ -5,7 +5,8 @@ bias-less Gemm that qonnx's GemmToMatMul crashes on, DESIGN.md section 7), then 
 (shape inference, constant folding that keeps Quant/BipolarQuant nodes, readable names), an IR
 version onnxruntime accepts, the Network as JSON metadata, and an atomic write.
 
-The graph (input `global_in` (1, C, H, W) float in [0, 1], output `global_out` (1, classes)), in data order:
+The graph (input `global_in` (1, C, H, W) float in [0, 1], output `global_out` (1, classes)), in data order
+(a DAG for a branching network: walk it by edges):
   input bits >= 2: Quant(scale 1/(2^b-1), zeropt 0, bitwidth b, signed 0, narrow 0, ROUND = half-even)
   input bits == 1: Add(-0.5) -> BipolarQuant(scale 1)              (x >= 0.5 -> +1, else -1)
   conv:  Conv(x, W) -> BatchNormalization(eps 1e-4) -> activation   (pads/strides from the layer, no bias)
@@ -13,6 +14,8 @@ The graph (input `global_in` (1, C, H, W) float in [0, 1], output `global_out` (
   depthwise conv: Conv(x, W, group = C) -> BatchNormalization -> activation (W of shape (C, 1, K, K))
   avgpool: AveragePool(kernel, stride) -> Quant;  global_avgpool: GlobalAveragePool -> Quant
            (the requantizing QuantIdentity: act_bits or the bits received, learned per-tensor scale)
+  add:   Add(a, b) -> Quant (the add's requantizer); a and b are the outputs of two Quant nodes of ONE
+         quantizer (same scale), and the layer an add reads is a tensor read by several nodes (a fork)
   first dense: Flatten(axis 1) in (C, H, W) order; dense: MatMul(x, W) -> BatchNormalization -> activation
   last dense: MatMul(x, W) -> Mul(per-class constant) -> Add(per-class constant)
   activation: bits >= 2: Relu -> Quant(learned per-tensor scale, signed 0, narrow 0)

@@ -6,18 +6,17 @@ cost model's cycles."""
 from __future__ import annotations
 
 import shutil
-import subprocess
 
 import numpy as np
 import onnx
 import pytest
 import torch
 from brevitas.nn import QuantConv2d, QuantIdentity, QuantLinear, QuantReLU
-from test_backend_kernel_cycles import _instrument
+from test_backend_kernel_cycles import stage_iterations
 from test_backend_models import FixedUint8Input, check_against_brevitas, digits, export, randomize, train_briefly
 from torch import nn
 
-from codesign.backend.csim import ap_types_dir, read_manifest, verify, write_inputs
+from codesign.backend.csim import verify
 from codesign.backend.emit import emit
 from codesign.backend.frontend import import_graph, load_qonnx
 from codesign.backend.lower import lower_model, network_of
@@ -112,20 +111,7 @@ def test_every_new_kernel_takes_the_model_cycles(tmp_path):
     project = tmp_path / "hls"
     emit(path, project, design=design, samples=30, seed=1)
     assert verify(project).bit_exact
-    top = project / "src" / "codesign_top.cpp"
-    stages = [line[5:].split(":")[0].strip() for line in top.read_text().splitlines() if line.startswith("//   ")]
-    kernels = _instrument(top)
-    files = read_manifest(project)["files"]
-    sources = [f for f in files["sources"] + files["testbench"] if f.endswith(".cpp")]
-    subprocess.run(["g++", "-std=c++14", "-O1", "-DCODESIGN_COUNT_ITERATIONS", "-Isrc", "-isystem", str(ap_types_dir()),
-                    *sources, "-o", "counted"], cwd=project, check=True, capture_output=True, text=True)
-    with np.load(project / "tb_data" / "vectors.npz") as data:
-        codes, reference = data["codes"][:1], data["reference"][:1]
-    write_inputs(project / "one.txt", codes)
-    out = subprocess.run(["./counted", "one.txt", "one_out.txt", "-"], cwd=project, capture_output=True, text=True,
-                         check=True).stdout.split()
-    assert np.array_equal(np.loadtxt(project / "one_out.txt", dtype=np.int64, ndmin=2), reference)
-    counts = dict(zip(stages, (int(v) for v in out[:len(kernels)])))
+    counts = stage_iterations(project)
     result = evaluate_design(design, load_board("zcu104"))
     cycles = {st.name: int(st.cycles[0]) for st in result.stages if st.kind not in ("fifo", "shell") and st.active[0]}
     assert counts == cycles

@@ -216,26 +216,12 @@ def _instrument(top: Path) -> list[str]:
     return kernels
 
 
-def test_every_stage_of_an_emitted_design_takes_the_model_cycles(tmp_path):
-    """Emit a folded design (stride-2 padded conv, max-pool, width converters), count each stage's
-    loop iterations in C-simulation: sliding windows, MVAUs and the max-pool's row pass equal the
-    model's stage cycles; adapters and converters never exceed the model's initiation interval."""
-    from test_backend_models import HandNet, export, randomize
+def stage_iterations(project: Path) -> dict[str, int]:
+    """Per stage of an emitted project (named as the top's comments name them), its kernel's loop
+    iterations on the first test vector, counted in a C-simulation build with iteration counters;
+    the output is checked against the reference on the way."""
+    from codesign.backend.csim import ap_types_dir, read_manifest, write_inputs
 
-    from codesign.backend.csim import read_manifest, write_inputs
-    from codesign.backend.emit import emit
-    from codesign.backend.lower import lower_model, network_of
-    from hw_space.boards import load_board
-    from hw_space.design import Design, Hardware, LayerFold
-    from hw_space.model import evaluate_design
-
-    model = randomize(HandNet(wbits=(4, 2, 2, 4), abits=(4, 2, 3), padding=(1, 1), stride=(1, 2)), 4)
-    path = export(model, tmp_path / "m.onnx")
-    folds = {"conv0": LayerFold(pe=2, simd=1), "pool0": LayerFold(pe=4), "conv1": LayerFold(pe=3, simd=8),
-             "fc0": LayerFold(pe=4, simd=6), "fc1": LayerFold(pe=5, simd=2)}
-    design = Design(network=network_of(lower_model(path)), hardware=Hardware(board="zcu104", layers=folds))
-    project = tmp_path / "hls"
-    emit(path, project, design=design, samples=2)
     top = project / "src" / "codesign_top.cpp"
     stages = [line[5:].split(":")[0].strip() for line in top.read_text().splitlines() if line.startswith("//   ")]
     kernels = _instrument(top)
@@ -251,6 +237,29 @@ def test_every_stage_of_an_emitted_design_takes_the_model_cycles(tmp_path):
     assert np.array_equal(np.loadtxt(project / "one_out.txt", dtype=np.int64, ndmin=2), reference)
     counts = dict(zip(stages, (int(v) for v in out[:len(kernels)])))
     assert len(counts) == len(kernels) == len(stages)
+    return counts
+
+
+def test_every_stage_of_an_emitted_design_takes_the_model_cycles(tmp_path):
+    """Emit a folded design (stride-2 padded conv, max-pool, width converters), count each stage's
+    loop iterations in C-simulation: sliding windows, MVAUs and the max-pool's row pass equal the
+    model's stage cycles; adapters and converters never exceed the model's initiation interval."""
+    from test_backend_models import HandNet, export, randomize
+
+    from codesign.backend.emit import emit
+    from codesign.backend.lower import lower_model, network_of
+    from hw_space.boards import load_board
+    from hw_space.design import Design, Hardware, LayerFold
+    from hw_space.model import evaluate_design
+
+    model = randomize(HandNet(wbits=(4, 2, 2, 4), abits=(4, 2, 3), padding=(1, 1), stride=(1, 2)), 4)
+    path = export(model, tmp_path / "m.onnx")
+    folds = {"conv0": LayerFold(pe=2, simd=1), "pool0": LayerFold(pe=4), "conv1": LayerFold(pe=3, simd=8),
+             "fc0": LayerFold(pe=4, simd=6), "fc1": LayerFold(pe=5, simd=2)}
+    design = Design(network=network_of(lower_model(path)), hardware=Hardware(board="zcu104", layers=folds))
+    project = tmp_path / "hls"
+    emit(path, project, design=design, samples=2)
+    counts = stage_iterations(project)
 
     # every kernel the writer emits is a stage of the cost model with exactly its iterations
     # (the max-pool's row pass is the model's <pool>_rows; the HLS comment calls it <pool>_swg)

@@ -23,7 +23,8 @@ from brevitas.quant import (
 from torch import nn
 
 from codesign.backend import activation, reference
-from codesign.backend.graph import MVAU, chain, op
+from codesign.backend.graph import MVAU, op, producers, topological
+from codesign.backend.ops.streams import AddStreams
 
 
 class FixedUint8Input(Uint8ActPerTensorFloat):
@@ -159,16 +160,20 @@ def tie_distance(g, codes: np.ndarray) -> np.ndarray:
     """Per sample, the smallest distance (in quantization steps) of any activation from a rounding
     tie, recomputed in float64: where Brevitas' float32 may legitimately round the other way."""
     _, seen = reference.run(g, codes, trace=True)
-    keys = chain(g)
     best = np.full(len(codes), np.inf)
-    for prev, key in zip(keys, keys[1:]):
+    for key in topological(g):
         item = op(g, key)
-        if isinstance(item, MVAU) and item.thresholds is not None:
-            acc = reference.mvau_acc(item, seen[prev].reshape(len(codes), -1, item.mw)) * item.signs
-            quant = item.epilogue[-1]
-            t = activation.eval_chain(item.epilogue[:-1], acc) / quant.scale + quant.zero_point
-            dist = np.abs(t - np.floor(t) - 0.5).reshape(len(codes), -1).min(axis=1)
-            best = np.minimum(best, dist)
+        feeds = producers(g, key)
+        if isinstance(item, AddStreams) and item.thresholds is not None:
+            acc = sum(seen[k].reshape(len(codes), -1, item.mh) for k in feeds) * item.signs
+        elif isinstance(item, MVAU) and item.thresholds is not None:
+            acc = reference.mvau_acc(item, seen[feeds[0]].reshape(len(codes), -1, item.mw)) * item.signs
+        else:
+            continue
+        quant = item.epilogue[-1]
+        t = activation.eval_chain(item.epilogue[:-1], acc) / quant.scale + quant.zero_point
+        dist = np.abs(t - np.floor(t) - 0.5).reshape(len(codes), -1).min(axis=1)
+        best = np.minimum(best, dist)
     return best
 
 

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from hw_space.design import Network, design_from_dict, load_design
+from hw_space.errors import CodesignError
 from quant.build import QuantNet, build, describe, input_integers
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -172,3 +173,30 @@ def test_layer_names_that_are_module_attributes_are_fine():
     assert model(torch.rand(2, 1, 8, 8)).shape == (2, 3)
     assert isinstance(model.block("train"), torch.nn.MaxPool2d)
     _check_against_hw_space(model, net)
+
+
+def test_residual_network_builds_with_one_quantizer_per_add_and_matches_hw_space():
+    net = load_design(Path(__file__).parent / "data" / "digits_residual.yaml").network
+    model = build(net)
+    stem, b0c1, b1c0, b1c1, b1sc = (model.block(n) for n in ("stem", "b0c1", "b1c0", "b1c1", "b1sc"))
+    assert b0c1.act is stem.act and b1c1.act is b1sc.act  # each add's inputs: ONE quantizer instance
+    assert b1c0.act is not stem.act and b1c1.act is not stem.act
+    out = model(torch.rand(3, 1, 8, 8))
+    assert out.shape == (3, 10)
+    out.sum().backward()
+    infos = describe(model)
+    for index, (info, layer, (shape_in, shape_out)) in enumerate(zip(infos, net.layers, net.shapes())):
+        assert (info.name, info.type, info.in_shape, info.out_shape) == (layer.name, layer.type, shape_in, shape_out)
+        assert info.input_bits == net.input_bits_of(index)
+    assert [i.act_bits for i in infos if i.type == "add"] == [4, 4]
+    # the add block sums its two inputs, then requantizes: act(a + b)
+    model.eval()
+    a, b = torch.rand(1, 8, 8, 8), torch.rand(1, 8, 8, 8)
+    add0 = model.block("add0")
+    assert torch.equal(add0(a, b), add0.act(a + b))
+    data = {"network": {"input": {"channels": 4, "height": 4, "width": 4, "bits": 4}, "layers": [
+        {"name": "c0", "type": "conv", "out_channels": 4, "kernel": 1, "weight_bits": 4, "act_bits": 4},
+        {"name": "a0", "type": "add", "inputs": ["c0", "input"]},
+        {"name": "fc", "type": "dense", "out_features": 10, "weight_bits": 4}]}}
+    with pytest.raises(CodesignError, match=r"layers\[1\] \(a0\): an add reading the network input directly"):
+        build(design_from_dict(data).network)

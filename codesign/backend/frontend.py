@@ -25,7 +25,11 @@ from codesign.backend.graph import (
     Relu,
     Sink,
     Source,
-    from_ops,
+    Sum,
+    connect,
+    op,
+    sinks,
+    unique_key,
 )
 from hw_space.errors import CodesignError
 
@@ -208,7 +212,8 @@ def _layout_perm(node: Any, in_shape: tuple[int, ...], out_shape: tuple[int, ...
 
 
 def import_graph(model: Any) -> nx.DiGraph:
-    """The front-end chain graph of a cleaned QONNX model (see load_qonnx)."""
+    """The front-end graph of a cleaned QONNX model (see load_qonnx): a DAG whose forks are tensors
+    read by several nodes and whose joins are Adds of two data tensors (residual connections)."""
     graph = model.graph
     if len(graph.input) != 1 or len(graph.output) != 1:
         raise CodesignError(f"the model must have one input and one output, found {len(graph.input)} "
@@ -219,28 +224,60 @@ def import_graph(model: Any) -> nx.DiGraph:
     in_shape = tuple(int(d) for d in model.get_tensor_shape(in_name))
     if len(in_shape) not in (2, 4) or in_shape[0] != 1:
         raise CodesignError(f"the model input {in_name!r} has shape {list(in_shape)}; supported: (1, C, H, W) or (1, N)")
-    items: list[Op] = [Source(name="input", onnx_op="input", shape=in_shape)]
-    live = in_name
+    g = nx.DiGraph()
+    writer: dict[str, str] = {in_name: _add_ops(g, [Source(name="input", onnx_op="input", shape=in_shape)], [])}
     for node in graph.node:
         if all(i in consts for i in node.input):
             consts[node.output[0]] = _eval_constant(node, [consts[i] for i in node.input])
             continue
         dyn = [i for i in node.input if i not in consts]
-        if len(dyn) != 1 or dyn[0] != live:
-            raise _fail(node, "only chains of layers with one data input each are supported "
-                        "(no branches, residual connections or data-dependent parameters)")
         if len(node.output) != 1:
             raise _fail(node, "nodes with several outputs are not supported")
-        converted = _convert(model, node, [consts.get(i) for i in node.input], list(node.input).index(live))
-        items.extend(converted if isinstance(converted, list) else [converted])
-        live = node.output[0]
-    if live != graph.output[0].name:
-        raise CodesignError("the model output is not produced by the last node of the chain")
+        if any(i not in writer for i in dyn):
+            raise _fail(node, "it reads a tensor no earlier node writes; the nodes must be in data-flow order")
+        if len(dyn) == 2 and node.op_type == "Add":
+            converted: Op | list[Op] = _sum(model, node, dyn)
+        elif len(dyn) != 1:
+            raise _fail(node, "only single-input layers and the Add of two data tensors (a residual join) are "
+                        "supported (no data-dependent parameters)")
+        else:
+            converted = _convert(model, node, [consts.get(i) for i in node.input], list(node.input).index(dyn[0]))
+        writer[node.output[0]] = _add_ops(g, converted if isinstance(converted, list) else [converted],
+                                          [writer[i] for i in dyn])
+    live = graph.output[0].name
+    if live not in writer:
+        raise CodesignError("the model output is not computed from its input")
     out_shape = tuple(int(d) for d in model.get_tensor_shape(live))
-    items.append(Sink(name="output", onnx_op="output"))
+    _add_ops(g, [Sink(name="output", onnx_op="output")], [writer[live]])
     if len(out_shape) != 2 or out_shape[0] != 1:
         raise CodesignError(f"the model output has shape {list(out_shape)}; supported: (1, N) logits")
-    return from_ops(items)
+    dead = [op(g, k).name for k in sinks(g) if not isinstance(op(g, k), Sink)]
+    if dead:
+        raise CodesignError(f"node {dead[0]!r}: its output is never used; every branch must reach the model output")
+    return g
+
+
+def _sum(model: Any, node: Any, dyn: list[str]) -> Sum:
+    """An Add of two data tensors of one shape (no broadcasting): a residual join."""
+    if dyn[0] == dyn[1]:
+        raise _fail(node, "an add of a tensor with itself is not supported (it is a multiplication by 2)")
+    a, b = (_shape(model, i) for i in dyn)
+    if a != b or _shape(model, node.output[0]) != a:
+        raise _fail(node, f"an add of tensors of shapes {list(a)} and {list(b)} is not supported; both inputs "
+                    "need one shape")
+    return Sum(name=node.name, onnx_op="Add", shape=a[1:])
+
+
+def _add_ops(g: nx.DiGraph, items: list[Op], feeds: list[str]) -> str:
+    """Add a chain of ops to g, the first reading `feeds` (by port); the key of the last."""
+    key = ""
+    for n, item in enumerate(items):
+        new = unique_key(g, item.name)
+        g.add_node(new, op=item)
+        for port, u in enumerate(feeds if n == 0 else [key]):
+            connect(g, u, new, port)
+        key = new
+    return key
 
 
 def _shape(model: Any, name: str) -> tuple[int, ...]:

@@ -53,11 +53,12 @@ from codesign.backend.ops import (
     Sink,
     SlidingWindow,
     Source,
+    Sum,
     WidthConverter,
 )
 
 __all__ = ["HARDWARE_OPS", "MVAU", "Affine", "AvgPool", "Conv", "HardwareOp", "InputStage", "IntFmt", "Layout", "MatMul",
            "MaxPool", "MaxReduce", "Op", "OutputStage", "PoolWindow", "QTensor", "Quantizer", "Relu", "Sink",
-           "SlidingWindow", "Source", "WidthConverter", "chain", "connect", "consumers", "edges", "from_ops",
+           "SlidingWindow", "Source", "Sum", "WidthConverter", "chain", "connect", "consumers", "edges", "from_ops",
            "insert_after", "insert_on_edge", "is_fork", "is_join", "op", "ops", "predecessor", "producers", "remove",
            "replace_node", "sinks", "sources", "successor", "topological", "unique_key"]

@@ -71,7 +71,7 @@ def stage_context(g: nx.DiGraph, axi_width: int = 64) -> tuple[list[dict[str, An
     `out` (its output stream) and `template` (its StageTemplate)."""
     order = topological(g)
     for key in order:
-        if is_fork(g, key):
+        if is_fork(g, key) and not op(g, key).fans_out:
             raise CodesignError(f"node {op(g, key).name!r}: its output feeds {g.out_degree(key)} stages; an HLS "
                                 "stream has one reader, so a fork needs a stage that duplicates it")
     taken: set[str] = set()
@@ -99,6 +99,7 @@ def stage_context(g: nx.DiGraph, axi_width: int = 64) -> tuple[list[dict[str, An
             ctx["inp"] = ctx["inputs"][0]
         if outs:
             ctx["out"] = stream_of[key, outs[0]]
+            ctx["outputs"] = [stream_of[key, v] for v in outs]
         ctx["template"] = template
         stages.append(ctx)
     layer_idents = {op(g, k).layer: idents[k] for k in order if getattr(op(g, k), "layer", "")}

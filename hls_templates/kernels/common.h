@@ -254,4 +254,17 @@ void gearbox(hls::stream<ap_uint<IW> > &in, hls::stream<ap_uint<OW> > &out) {
     }
 }
 
+// OFFSET + number of the NT thresholds (sorted) that acc reaches, as an OUT_BITS-bit code
+template <int NT, int OFFSET, int OUT_BITS, typename acc_t, typename thr_t, typename tmem_t>
+ap_uint<OUT_BITS> requantize(const acc_t &acc, const tmem_t thr[NT > 0 ? NT : 1]) {
+#pragma HLS INLINE
+    ap_int<16> count = 0;
+    for (int k = 0; k < (NT > 0 ? NT : 1); k++) {
+#pragma HLS UNROLL
+        count += (NT > 0 && acc >= thr_t(thr[k])) ? 1 : 0;
+    }
+    ap_int<OUT_BITS + 1> level = count + OFFSET;
+    return level.range(OUT_BITS - 1, 0);
+}
+
 }  // namespace codesign

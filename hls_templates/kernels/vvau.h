@@ -17,19 +17,6 @@ ap_uint<SIMD * B> taps(const ap_uint<PE * SIMD * B> &x, int p) {
     return v;
 }
 
-// OFFSET + number of the NT thresholds (sorted) that acc reaches, as an OUT_BITS-bit code
-template <int NT, int OFFSET, int OUT_BITS, typename acc_t, typename thr_t, typename tmem_t>
-ap_uint<OUT_BITS> requantize(const acc_t &acc, const tmem_t thr[NT > 0 ? NT : 1]) {
-#pragma HLS INLINE
-    ap_int<16> count = 0;
-    for (int k = 0; k < (NT > 0 ? NT : 1); k++) {
-#pragma HLS UNROLL
-        count += (NT > 0 && acc >= thr_t(thr[k])) ? 1 : 0;
-    }
-    ap_int<OUT_BITS + 1> level = count + OFFSET;
-    return level.range(OUT_BITS - 1, 0);
-}
-
 // acc[c] = W[c] . window of channel c (K2 = K*K taps) for REPS output pixels; C channels, PE per
 // word, SIMD taps per cycle. The input word holds SIMD taps of PE channels (lane s*PE + p) from a
 // depthwise-order window (and a width converter packing SIMD of its words); weights[p][t] holds

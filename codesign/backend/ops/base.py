@@ -100,6 +100,7 @@ class HardwareOp(Op):
 
     model_kind: ClassVar[str] = ""  # the cost model's stage kind (hw_space.model), same kernels in the same order
     is_window: ClassVar[bool] = False  # a sliding window: the layer it feeds sets its SIMD and its name
+    fans_out: ClassVar[bool] = False  # writes one stream per reader (the duplicator); any other stage has one reader
 
     @property
     def in_elems(self) -> int:
@@ -130,10 +131,11 @@ class HardwareOp(Op):
     def after_fold(self, node: Node) -> None:
         """Adapt to the neighbours once every stage is folded (the stream adapters' word sizes)."""
 
-    def converter_name(self, producer: Any) -> str:
-        """The name of a width converter in front of this stage (as the cost model names it)."""
+    def converter_name(self, producer: Any, port: int = 0) -> str:
+        """The name of a width converter in front of input `port` of this stage (as the cost model
+        names it): <layer>_in_dwc, <layer>_in<port>_dwc past the first input."""
         layer = getattr(self, "layer", "") or self.name.removesuffix("_swg")
-        return f"{layer}_in_dwc"
+        return f"{layer}_in_dwc" if port == 0 else f"{layer}_in{port}_dwc"
 
     def ident_base(self) -> str:
         """The name its C identifier is built from."""

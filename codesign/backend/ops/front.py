@@ -158,6 +158,14 @@ class AvgPool(Op):
 
 
 @dataclass
+class Sum(Op):
+    """The element-wise sum of two data tensors of one shape (ONNX Add of two non-constant inputs):
+    a residual join, a float until lowering checks its two inputs are codes at one scale."""
+
+    shape: tuple[int, ...] = (1, 1, 1)  # C, H, W (or N of a vector) of both inputs and the output
+
+
+@dataclass
 class MatMul(Op):
     """x (1, K) @ W (K, N) with W quantized per output column."""
 

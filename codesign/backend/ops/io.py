@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from codesign.backend import dag
 from codesign.backend.formats import IntFmt
 from codesign.backend.ops.base import HardwareOp, Node, Op, StageTemplate, StageView, Values, register_template
 from codesign.backend.ops.front import Quantizer
@@ -87,7 +88,14 @@ class InputStage(HardwareOp):
         return Values(self.fmt.decode(codes).reshape((len(codes),) + tuple(self.shape)), self.fmt)
 
     def after_fold(self, node: Node) -> None:
-        self.elems = node.consumer().in_elems
+        """Its word is its reader's; a duplicator (the input forks) takes any word: then the word of
+        the duplicator's first reader in data-flow order (as the cost model)."""
+        reader = node.consumer()
+        if reader.fans_out:
+            order = {k: i for i, k in enumerate(dag.topological(node.g))}
+            dup = dag.consumers(node.g, node.key)[0]
+            reader = dag.op(node.g, min(dag.consumers(node.g, dup), key=order.__getitem__))
+        self.elems = reader.in_elems
 
     def axi_port(self, node: Node, axi_width: int) -> StreamPort:
         """The top's input port: every code of a frame, packed into axi_width-bit words."""

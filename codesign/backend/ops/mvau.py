@@ -149,11 +149,11 @@ class MVAU(HardwareOp):
             window.fold_channels(self.layer, "swg_simd",
                                  f.swg_simd if f.swg_simd is not None else largest_divisor_at_most(cin, f.simd))
 
-    def converter_name(self, producer: Any) -> str:
+    def converter_name(self, producer: Any, port: int = 0) -> str:
         """<conv>_dwc between a conv's window and its MVAU, <layer>_in_dwc elsewhere (the cost model's names)."""
         if getattr(producer, "is_window", False):
             return f"{self.layer or self.name}_dwc"
-        return super().converter_name(producer)
+        return super().converter_name(producer, port)
 
     # ------------------------------------------------------------ the Design's view
 

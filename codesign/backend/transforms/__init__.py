@@ -21,6 +21,7 @@ from codesign.backend.transforms.lowering import (
     AbsorbEpilogue,
     AbsorbLayout,
     CheckLowered,
+    InsertDuplicates,
     LowerActivation,
     LowerCompute,
     LowerInput,
@@ -32,6 +33,6 @@ from codesign.backend.transforms.lowering import (
 )
 
 __all__ = ["LOWERING", "MAX_ACT_LEVELS", "AbsorbEpilogue", "AbsorbLayout", "ApplyFolding", "CheckLowered",
-           "InsertWidthConverters", "LowerActivation", "LowerCompute", "LowerInput", "LowerMaxPool", "LowerOutput",
+           "InsertDuplicates", "InsertWidthConverters", "LowerActivation", "LowerCompute", "LowerInput", "LowerMaxPool", "LowerOutput",
            "MarkXnor", "SetFifoDepths", "Transform", "hardware_steps", "model_kind", "replace_weight",
            "stream_positions", "value_format", "where"]

@@ -5,7 +5,8 @@ activations as thresholds, max-pools, the output.
 These steps pattern-match front-end op classes (ops/front.py), as frontend.py matches ONNX op types:
 recognizing the float ops and replacing them is what lowering is. What a node's output codes are is
 asked of the op (output_codes, passes_codes); a product's lowering is looked up by its class
-(LOWER_PRODUCT). The graph must be a chain here (the QONNX front end reads chains).
+(LOWER_PRODUCT). The graph is a DAG: a fork is a node read by several nodes (InsertDuplicates puts a
+DuplicateStreams stage there), a join an add of two streams (Sum -> AddStreams).
 """
 
 from __future__ import annotations
@@ -16,13 +17,28 @@ import networkx as nx
 import numpy as np
 
 from codesign.backend import activation
-from codesign.backend.dag import chain, connect, op, predecessor, remove, replace_node, successor
+from codesign.backend.dag import (
+    connect,
+    consumers,
+    insert_after,
+    is_fork,
+    op,
+    predecessor,
+    producers,
+    remove,
+    replace_node,
+    sinks,
+    sources,
+    successor,
+    topological,
+)
 from codesign.backend.formats import IntFmt, QTensor
 from codesign.backend.ops.base import HardwareOp, Op
-from codesign.backend.ops.front import Affine, AvgPool, Conv, Layout, MatMul, MaxPool, Quantizer, Relu, Sink, Source
+from codesign.backend.ops.front import Affine, AvgPool, Conv, Layout, MatMul, MaxPool, Quantizer, Relu, Sink, Source, Sum
 from codesign.backend.ops.io import InputStage, OutputStage
 from codesign.backend.ops.maxreduce import MaxReduce
 from codesign.backend.ops.mvau import MVAU
+from codesign.backend.ops.streams import AddStreams, DuplicateStreams
 from codesign.backend.ops.swg import PoolWindow, SlidingWindow
 from codesign.backend.ops.vvau import VVAU, AvgPoolUnit, GlobalAccPool, ones
 from codesign.backend.transforms.base import Transform
@@ -63,7 +79,12 @@ class LowerInput(Transform):
     -> InputStage."""
 
     def run(self, g: nx.DiGraph) -> None:
-        keys = chain(g)
+        starts = sources(g)
+        if len(starts) != 1:
+            raise CodesignError(f"the graph must have exactly one input, found {len(starts)}")
+        keys = [starts[0]]
+        while g.out_degree(keys[-1]) == 1 and not isinstance(op(g, keys[-1]), Quantizer):
+            keys.append(consumers(g, keys[-1])[0])
         src = op(g, keys[0])
         assert isinstance(src, Source)
         pre: list[Op] = []
@@ -101,38 +122,51 @@ class AbsorbLayout(Transform):
     flatten before a product becomes a permutation of its weight rows."""
 
     def run(self, g: nx.DiGraph) -> None:
-        pos: np.ndarray | None = None  # stream positions of the live tensor when not canonical
-        for key in chain(g):
-            item = op(g, key)
-            if isinstance(item, Layout):
-                base = stream_positions(item.in_shape) if pos is None else pos
-                assert item.perm is not None
-                pos = base.reshape(-1)[item.perm]
-                remove(g, key)
-                continue
-            if pos is None:
-                continue
-            if isinstance(item, MatMul):
-                assert item.weight is not None
-                flat = pos.reshape(-1)
-                if pos.shape != (1, item.weight.values.shape[0]) or sorted(flat) != list(range(flat.size)):
-                    raise CodesignError(f"{_where(item)}: unsupported reshape before it")
-                values = np.empty_like(item.weight.values)
-                values[flat] = item.weight.values
-                g.nodes[key]["op"] = replace_weight(item, values)
-                pos = None
-            elif isinstance(item, (Conv, MaxPool, AvgPool)):
-                if pos.ndim != 4 or not np.array_equal(pos, stream_positions(pos.shape)):
-                    raise CodesignError(f"{_where(item)}: a transpose or reshape before it changes the pixel "
-                                        "order; only flattening before a fully-connected layer is supported")
-                pos = None
-            elif isinstance(item, Sink):
-                if not np.array_equal(pos.reshape(-1), np.arange(pos.size)):
-                    raise CodesignError("the output is permuted by a transpose; not supported")
-            elif isinstance(item, (Affine, Quantizer)):
-                consts = [item.mul, item.add] if isinstance(item, Affine) else [item.scale]
-                if any(np.asarray(c).size > 1 for c in consts) and not np.array_equal(pos, stream_positions(pos.shape)):
-                    raise CodesignError(f"{_where(item)}: per-channel constants after a transpose are not supported")
+        after: dict[str, np.ndarray | None] = {}  # per node: stream positions of its output when not canonical
+        moved: dict[str, np.ndarray | None] = {}  # per reader of a removed layout op: the positions it reads
+        for key in topological(g):
+            ins = [after[k] for k in producers(g, key)]
+            pos = moved[key] if key in moved else (ins[0] if ins else None)
+            if len(ins) > 1 and any(p is not None for p in ins + [moved.get(key)]):
+                raise CodesignError(f"{_where(op(g, key))}: a reshape or transpose before a join is not supported")
+            readers = consumers(g, key)
+            after[key] = self._visit(g, key, pos)
+            if key not in g:  # a layout op, removed: its readers now read its producer, at these positions
+                moved.update((v, after[key]) for v in readers)
+
+    @staticmethod
+    def _visit(g: nx.DiGraph, key: str, pos: np.ndarray | None) -> np.ndarray | None:
+        """Absorb one node given its input's positions; its output's positions."""
+        item = op(g, key)
+        if isinstance(item, Layout):
+            base = stream_positions(item.in_shape) if pos is None else pos
+            assert item.perm is not None
+            remove(g, key)
+            return base.reshape(-1)[item.perm]
+        if pos is None:
+            return None
+        if isinstance(item, MatMul):
+            assert item.weight is not None
+            flat = pos.reshape(-1)
+            if pos.shape != (1, item.weight.values.shape[0]) or sorted(flat) != list(range(flat.size)):
+                raise CodesignError(f"{_where(item)}: unsupported reshape before it")
+            values = np.empty_like(item.weight.values)
+            values[flat] = item.weight.values
+            g.nodes[key]["op"] = replace_weight(item, values)
+            return None
+        if isinstance(item, (Conv, MaxPool, AvgPool)):
+            if pos.ndim != 4 or not np.array_equal(pos, stream_positions(pos.shape)):
+                raise CodesignError(f"{_where(item)}: a transpose or reshape before it changes the pixel "
+                                    "order; only flattening before a fully-connected layer is supported")
+            return None
+        if isinstance(item, Sink):
+            if not np.array_equal(pos.reshape(-1), np.arange(pos.size)):
+                raise CodesignError("the output is permuted by a transpose; not supported")
+        elif isinstance(item, (Affine, Quantizer)):
+            consts = [item.mul, item.add] if isinstance(item, Affine) else [item.scale]
+            if any(np.asarray(c).size > 1 for c in consts) and not np.array_equal(pos, stream_positions(pos.shape)):
+                raise CodesignError(f"{_where(item)}: per-channel constants after a transpose are not supported")
+        return pos
 
 
 def replace_weight(item: MatMul, values: np.ndarray) -> MatMul:
@@ -211,6 +245,24 @@ def _lower_avgpool(item: AvgPool, in_fmt: IntFmt, in_scale: float) -> list[Op]:
                              pool_kernel=item.kernel, pool_stride=item.stride)]
 
 
+def _lower_sum(g: nx.DiGraph, key: str, item: Sum) -> AddStreams:
+    """Sum of two quantized streams -> AddStreams: both must be codes of one format at one scale (the
+    producers share one quantizer); the sum's real value (acc x that scale) starts its epilogue."""
+    found = [value_format(g, p) for p in producers(g, key)]
+    fmts, scales = zip(*(_scalar_scale(item, fs) for fs in found))
+    if scales[0] != scales[1]:
+        raise CodesignError(f"the two inputs of Add {item.name!r} have different scales ({scales[0]:.6g} and "
+                            f"{scales[1]:.6g}); give them one shared quantizer")
+    if fmts[0] != fmts[1] or fmts[0].bipolar:
+        raise CodesignError(f"the two inputs of Add {item.name!r} are {fmts[0].describe()} and {fmts[1].describe()}; "
+                            "an add needs one integer format of 2 or more bits on both (one shared quantizer)")
+    channels, pixels = item.shape[0], int(np.prod(item.shape[1:]))
+    values, w_fmt = ones(channels, 2)
+    return AddStreams(name=item.name, onnx_op="Add", mw=2, mh=channels, reps=pixels, weights=values, w_fmt=w_fmt,
+                      in_fmt=fmts[0], epilogue=[Affine(name=f"{item.name}.scale", onnx_op="scale",
+                                                       mul=np.array([scales[0]]), add=np.zeros(1))], weight_bits=1)
+
+
 # products by front-end class: (op, input format, input scale) -> the hardware ops replacing it
 LOWER_PRODUCT = {MatMul: _lower_matmul, Conv: _lower_conv, AvgPool: _lower_avgpool}
 
@@ -221,8 +273,11 @@ class LowerCompute(Transform):
     the real value of the accumulator (input scale x weight scale) plus the bias."""
 
     def run(self, g: nx.DiGraph) -> None:
-        for key in chain(g):
+        for key in topological(g):
             item = op(g, key)
+            if isinstance(item, Sum):
+                replace_node(g, key, [_lower_sum(g, key, item)])
+                continue
             lower = LOWER_PRODUCT.get(type(item))
             if lower is None:
                 continue
@@ -237,7 +292,7 @@ class AbsorbEpilogue(Transform):
     after the next quantizer when every op it passes is non-decreasing (max commutes with those)."""
 
     def run(self, g: nx.DiGraph) -> None:
-        for key in chain(g):
+        for key in topological(g):
             if key not in g:  # absorbed already
                 continue
             item = op(g, key)
@@ -245,14 +300,14 @@ class AbsorbEpilogue(Transform):
                 continue
             while True:
                 nxt = successor(g, key)
-                if nxt is None:
+                if nxt is None or is_fork(g, key):  # a fork before the quantizer: its readers differ
                     break
                 n = op(g, nxt)
                 if isinstance(n, (Affine, Relu)):
                     item.epilogue.append(n)
                     remove(g, nxt)
                     continue
-                if isinstance(n, MaxPool):
+                if isinstance(n, MaxPool) and not is_fork(g, nxt):
                     after = successor(g, nxt)
                     a = op(g, after) if after is not None else None
                     if isinstance(a, (Affine, Relu, Quantizer)):
@@ -282,12 +337,12 @@ class LowerActivation(Transform):
     get their weights negated, so every threshold compares acc >= T."""
 
     def run(self, g: nx.DiGraph) -> None:
-        for key in chain(g):
+        for key in topological(g):
             if key not in g:  # absorbed already
                 continue
             item = op(g, key)
             nxt = successor(g, key)
-            if not isinstance(item, MVAU) or item.thresholds is not None or nxt is None:
+            if not isinstance(item, MVAU) or item.thresholds is not None or nxt is None or is_fork(g, key):
                 continue
             quant = op(g, nxt)
             if not isinstance(quant, Quantizer):
@@ -313,7 +368,7 @@ class LowerMaxPool(Transform):
     """MaxPool on integer codes -> SlidingWindow + MaxReduce (codes are monotone in the values)."""
 
     def run(self, g: nx.DiGraph) -> None:
-        for key in chain(g):
+        for key in topological(g):
             item = op(g, key)
             if not isinstance(item, MaxPool):
                 continue
@@ -336,12 +391,14 @@ class LowerOutput(Transform):
     """Trailing affine ops and the sink -> OutputStage: integer codes out, logits = value*scale + bias."""
 
     def run(self, g: nx.DiGraph) -> None:
-        keys = chain(g)
-        sink = keys[-1]
+        ends = sinks(g)
+        if len(ends) != 1:
+            raise CodesignError(f"the graph must have exactly one output, found {len(ends)}")
+        sink = ends[0]
         assert isinstance(op(g, sink), Sink)
         tail_keys: list[str] = []
         k = predecessor(g, sink)
-        while k is not None and isinstance(op(g, k), (Affine, Relu)):
+        while k is not None and isinstance(op(g, k), (Affine, Relu)) and not is_fork(g, k):
             tail_keys.insert(0, k)
             k = predecessor(g, k)
         tail = [op(g, t) for t in tail_keys]
@@ -378,12 +435,26 @@ class CheckLowered(Transform):
     """Every node must be a hardware layer now; otherwise name the first one that is not."""
 
     def run(self, g: nx.DiGraph) -> None:
-        for key in chain(g):
+        for key in topological(g):
             item = op(g, key)
             if not isinstance(item, HardwareOp):
                 raise CodesignError(f"{_where(item)}: not supported at this position in the graph "
                                     f"(after {_where(op(g, predecessor(g, key))) if predecessor(g, key) else 'input'})")
 
 
+class InsertDuplicates(Transform):
+    """A DuplicateStreams stage after every node read by several nodes (an HLS stream has one reader):
+    it copies each word to one stream per reader (FINN's InsertDuplicateStreams)."""
+
+    def run(self, g: nx.DiGraph) -> None:
+        for key in topological(g):
+            if not is_fork(g, key) or op(g, key).fans_out:
+                continue
+            item = op(g, key)
+            source = getattr(item, "layer", "") or item.name
+            insert_after(g, key, DuplicateStreams(name=f"{source}_dup", onnx_op="fork", outputs=g.out_degree(key),
+                                                  fmt=item.stream_fmt, total=item.frame_elems, source=source))
+
+
 LOWERING = (LowerInput, AbsorbLayout, LowerCompute, AbsorbEpilogue, LowerActivation, LowerMaxPool, LowerOutput,
-            CheckLowered)
+            CheckLowered, InsertDuplicates)
