@@ -29,8 +29,10 @@ def test_residual_block_shortcuts():
     assert [l.name for l in down] == ["conv2a", "conv2", "proj2", "add2"]
     assert (down[0].stride, down[1].stride, down[2].stride, down[2].kernel) == (2, 1, 2, 1)
     assert down[2].inputs == ("add1",) and down[-1].inputs == ("conv2", "proj2")
-    # other bits than the block's input also need a projection; 1-bit activations become 2 (an add needs 2+)
-    assert [l.name for l in residual_block(0, "input", 16, 8, 16, 3, 1, 2, 4)][2] == "proj0"
+    # other bits than the block's input also need a projection, and so does the network input (the QAT
+    # model adds only quantized layer outputs); 1-bit activations become 2 (an add reads 2 bits or more)
+    assert [l.name for l in residual_block(0, "conv0", 16, 8, 16, 3, 1, 2, 4)][2] == "proj0"
+    assert [l.name for l in residual_block(0, "input", 16, 4, 16, 3, 1, 2, 4)][2] == "proj0"
     assert {l.act_bits for l in residual_block(0, "input", 1, 8, 8, 3, 1, 1, 1)} == {2}
 
 

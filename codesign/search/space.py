@@ -98,10 +98,10 @@ def residual_block(i: int, source: str, in_channels: int, in_bits: int, width: i
                    wbits: int, abits: int) -> list[Layer]:
     """Block i of a ResNet stage (He et al., CVPR 2016, the basic block): conv{i}a (KxK, the block's stride)
     and conv{i} (KxK), joined in add{i} with the shortcut. The shortcut is the block's input where shape
-    and bits allow it (stride 1, same channels, the add's bits); otherwise a 1x1 projection proj{i} with the
-    block's stride. An add reads values of 2 bits or more, so 1-bit activations become 2 here."""
+    and bits allow it (stride 1, same channels, the add's bits; not the network input, which the QAT model
+    does not add to); otherwise a 1x1 projection proj{i} with the block's stride. An add reads values of 2 bits or more, so 1-bit activations become 2 here."""
     bits = max(abits, 2)
-    identity = stride == 1 and in_channels == width and in_bits == bits
+    identity = stride == 1 and in_channels == width and in_bits == bits and source != "input"
     pad = kernel // 2
     out = [Layer(name=f"conv{i}a", type="conv", out_channels=width, kernel=kernel, stride=stride, padding=pad,
                  weight_bits=wbits, act_bits=bits),
