@@ -70,3 +70,21 @@ def test_spaces_that_cannot_build_a_residual_block_are_refused(change, expected)
     with pytest.raises(CodesignError) as exc:
         space_from_dict(data, source="r.yaml")
     assert str(exc.value).startswith("r.yaml: ") and expected in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_adds_and_pools_take_the_lanes_of_the_layer_they_read():
+    """An add or average pool has no decision of its own: its PE follows the compute layer (or add)
+    whose values it reads, so a one-lane stage never paces a fast design."""
+    space = load_space(SPACE, Context(1, 8, 8, 10, board="zc706"))
+    rng = np.random.default_rng(3)
+    checked = 0
+    for _ in range(30):
+        design = space.decode(space.sample(rng))
+        net, hw = design.network, design.hardware
+        feeders = net.feeders()
+        for j, layer in enumerate(net.layers):
+            if layer.type in ("add", "global_avgpool"):
+                src = net.layers[feeders[j]].name
+                assert hw.fold(layer.name).pe == hw.fold(src).pe  # the feeder's PE divides the same channels
+                checked += 1
+    assert checked > 10

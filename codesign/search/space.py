@@ -99,7 +99,8 @@ def residual_block(i: int, source: str, in_channels: int, in_bits: int, width: i
     """Block i of a ResNet stage (He et al., CVPR 2016, the basic block): conv{i}a (KxK, the block's stride)
     and conv{i} (KxK), joined in add{i} with the shortcut. The shortcut is the block's input where shape
     and bits allow it (stride 1, same channels, the add's bits; not the network input, which the QAT model
-    does not add to); otherwise a 1x1 projection proj{i} with the block's stride. An add reads values of 2 bits or more, so 1-bit activations become 2 here."""
+    does not add to); otherwise a 1x1 projection proj{i} with the block's stride. An add reads values of
+    2 bits or more, so 1-bit activations become 2 here."""
     bits = max(abits, 2)
     identity = stride == 1 and in_channels == width and in_bits == bits and source != "input"
     pad = kernel // 2
@@ -113,6 +114,21 @@ def residual_block(i: int, source: str, in_channels: int, in_bits: int, width: i
         out.append(Layer(name=shortcut, type="conv", out_channels=width, kernel=1, stride=stride, padding=0,
                          weight_bits=wbits, act_bits=bits, inputs=(source,)))
     out.append(Layer(name=f"add{i}", type="add", act_bits=bits, inputs=(f"conv{i}", shortcut)))
+    return out
+
+
+def follower_folds(net: Network, folds: dict[str, LayerFold], legal: dict[str, tuple[list[int], list[int]]]
+                   ) -> dict[str, LayerFold]:
+    """The PE of every add and average pool: the largest legal PE up to that of the compute layer whose
+    values it reads (Network.feeders), so a stage with one lane per cycle never paces a fast network.
+    These layers take no decision of their own (a max-pool keeps its default: all channels)."""
+    out: dict[str, LayerFold] = {}
+    feeders = net.feeders()
+    for j, layer in enumerate(net.layers):  # topological: a follower's own feeder is set before it
+        src = feeders[j]
+        fold = out.get(net.layers[src].name, folds.get(net.layers[src].name)) if src >= 0 else None
+        if layer.type in ("add", "avgpool", "global_avgpool") and fold is not None:
+            out[layer.name] = LayerFold(pe=max(p for p in legal[layer.name][0] if p <= fold.pe))
     return out
 
 
@@ -315,6 +331,7 @@ class SearchSpace:
                 folds[layer.name] = LayerFold(pe=level_to_divisor(get(f"{slot}.pe"), pes),
                                               simd=level_to_divisor(get(f"{slot}.simd"), simds),
                                               weight_memory=get(f"{slot}.weight_memory"), mac=get(f"{slot}.mac"))
+            folds.update(follower_folds(net, folds, legal))
             hw = Hardware(board=ctx.board, clock_mhz=ctx.clock_mhz, template="dataflow", layers=folds)
         return Design(network=net, hardware=hw), used
 
