@@ -286,6 +286,7 @@ int main() {{
 
 
 @needs_gxx
+@pytest.mark.slow  # test_csim_fast_and_plain_builds_write_the_same_outputs compares both builds by default
 def test_csim_fast_lanes_equal_the_ap_int_code(tmp_path):
     (tmp_path / KERNELS_HEADER).write_text(_environment().get_template("kernels.h.j2").render(
         top="harness", guard="CODESIGN_KERNELS_H"))

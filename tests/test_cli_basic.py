@@ -67,7 +67,7 @@ def test_fold_makes_unfolded_example_faster_and_feasible(tmp_path, capsys):
 
 
 def test_unreachable_target_is_clear(capsys):
-    code = main(["fold", str(ROOT / "examples/cnv_w1a1.yaml"), "--board", "pynq-z1", "--target-fps", "1000000"])
+    code = main(["fold", str(ROOT / "examples/digits_w4a4.yaml"), "--board", "pynq-z1", "--target-fps", "100000000"])
     assert code == 2
     err = capsys.readouterr().err
-    assert "no folding reaches 1,000,000 FPS" in err and "fastest folding that fits" in err
+    assert "no folding reaches 100,000,000 FPS" in err and "fastest folding that fits" in err

@@ -103,6 +103,7 @@ def test_target_fps_is_met_at_no_more_cost(name, board, fraction):
     assert est.ii_cycles >= fastest.ii_cycles
 
 
+@pytest.mark.slow  # the MLP's I/O bound (test_target_above_the_io_bound_is_unreachable) covers the message fast
 def test_unreachable_target_says_the_fastest_reachable_fps():
     b = load_board("pynq-z2")
     fastest = estimate(_folded("cnv", "pynq-z2"), b).fps

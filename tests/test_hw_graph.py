@@ -218,12 +218,14 @@ def test_features_that_need_a_chain_refuse_a_fork_in_one_line():
                    "supported yet here, only a chain where each layer reads the one before it")
 
 
-def test_quant_build_refuses_a_fork():
+def test_quant_build_builds_a_fork_and_shares_the_add_inputs_quantizer():
     pytest.importorskip("torch")
     from quant.build import build
 
-    with pytest.raises(CodesignError, match=r"^quant.build .*network.layers\[2\] \(add0\).*branches are not supported yet"):
-        build(_load(FORK).network)
+    model = build(_load(FORK).network)
+    # add0 reads conv1 and conv0: the two blocks hold one activation quantizer (one scale)
+    assert model.block("conv1").act is model.block("conv0").act
+    assert model.block("add0").act is not model.block("conv0").act
 
 
 # ------------------------------------------------------------------ bad inputs

@@ -113,6 +113,7 @@ def test_parallelism_levels_map_to_legal_divisors():
     assert level_to_divisor(0.75, [1]) == 1
 
 
+@pytest.mark.slow  # enumerates ~200,000 token vectors
 def test_count_matches_brute_force_on_a_small_space():
     small = space_from_dict({
         "network": {"conv_blocks": [1, 2], "dense_layers": [0, 1], "kernel": [1, 3], "channels": [8, 16],
