@@ -45,13 +45,13 @@ def trained_twice(records) -> list[str]:
 
 def test_end_to_end_tiny_search(tmp_path, capsys):
     out = tmp_path / "run"
-    assert main(["search", *TINY, "--trials", "8", "--seed", "3", "--strategy", "evolution", "--out", str(out)]) == 0
+    assert main(["search", *TINY, "--trials", "6", "--seed", "3", "--strategy", "evolution", "--out", str(out)]) == 0
     for name in ("pareto.json", "pareto.csv", "pareto.png", "report.md", "journal.jsonl", "controller.pt",
                  "space.yaml", "config.json", "best/design.yaml", "best/model.pt", "best/model.onnx",
                  "best/test_data.npz"):
         assert (out / name).is_file(), name
     records = Journal(out / "journal.jsonl").load()
-    assert [r.number for r in records] == list(range(8))
+    assert [r.number for r in records] == list(range(6))
     front = json.loads((out / "pareto.json").read_text())["front"]
     assert front and all(0 <= row["accuracy"] <= 1 and row["fps"] > 0 for row in front)
     csv_lines = (out / "pareto.csv").read_text().splitlines()

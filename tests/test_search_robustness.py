@@ -171,7 +171,8 @@ def test_resume_after_any_crash_gives_the_uninterrupted_run(tmp_path, tmp_path_f
     assert load_state(tmp_path / "controller.pt")["trials"] == TRIALS
 
 
-@pytest.mark.parametrize("kind, batch", [("rl-combined", 1), pytest.param("rl-combined", 3, marks=pytest.mark.slow),
+@pytest.mark.parametrize("kind, batch", [pytest.param("rl-combined", 1, marks=pytest.mark.slow),
+                                         pytest.param("rl-combined", 3, marks=pytest.mark.slow),
                                          pytest.param("evolution", 3, marks=pytest.mark.slow), ("random", 3)])
 def test_resume_after_any_crash_other_batch_sizes(tmp_path, tmp_path_factory, kind, batch):
     expected, next_ask = reference(tmp_path_factory, kind, batch)

@@ -61,7 +61,9 @@ def study(folder, kind, batch, executor=None, trainer=fake_trainer, trials=TRIAL
                  folder / "controller.pt", StopRule(max_trials=trials), batch=batch)
 
 
-@pytest.mark.parametrize("kind", ["random", "rl-combined", "evolution"])
+# rl-combined by default (the controller whose state the order could disturb most); the others are slow
+@pytest.mark.parametrize("kind", [pytest.param("random", marks=pytest.mark.slow), "rl-combined",
+                                  pytest.param("evolution", marks=pytest.mark.slow)])
 def test_finish_order_does_not_change_the_run(tmp_path, kind):
     inline = study(tmp_path / "inline", kind, 3)
     expected = sequence(inline.run())

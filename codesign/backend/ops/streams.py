@@ -8,23 +8,22 @@ thresholds (lowering.LowerActivation) and its parameter header are the MVAU's, a
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from codesign.backend.formats import IntFmt, cpp_fmt
 from codesign.backend.ops.base import HardwareOp, Node, StageTemplate, StageView, Values, register_template
-from codesign.backend.ops.mvau import MVAU, mvau_context
-from codesign.backend.ops.vvau import _pool_pe, _requantize
-from hw_space.design import Layer, LayerFold
+from codesign.backend.ops.mvau import mvau_context
+from codesign.backend.ops.vvau import PeLanes, _requantize
+from hw_space.design import Layer
 from hw_space.errors import CodesignError
-from hw_space.fold_axes import FoldAxis
 
 
 @dataclass
-class AddStreams(MVAU):
+class AddStreams(PeLanes):
     """acc = a + b per element of two streams of `mh` channels x `reps` pixels holding codes at one
-    scale, then the thresholds of the requantizer after it (the sum's scale is the inputs' shared one)."""
+    scale, then the thresholds of the requantizer after it (the sum's scale is the inputs' shared one).
+    PE divides the channels (C % PE == 0, FINN's AddStreams)."""
 
     kind: str = "add"
     model_kind: ClassVar[str] = "add"
@@ -33,22 +32,6 @@ class AddStreams(MVAU):
     def execute(self, inputs: list[Values]) -> Values:
         a, b = (x.values.reshape(len(x.values), -1, self.mh) for x in inputs)
         return _requantize(self, a + b)
-
-    def fold_axes(self) -> tuple[FoldAxis, ...]:
-        """PE divides the channels (C % PE == 0, FINN's AddStreams)."""
-        return (FoldAxis("pe", self.mh, "channels"),)
-
-    def apply_fold(self, folds: Mapping[str, LayerFold], node: Node) -> None:
-        """PE of its Design layer (1 when the design leaves it out)."""
-        self.pe = _pool_pe(self, folds)
-        self.simd = 1
-
-    @property
-    def in_elems(self) -> int:
-        return self.pe
-
-    def take_layer(self, layer: str, ident: str, node: Node, taken: set[str]) -> None:
-        self.layer, self.name = layer, ident
 
     def to_layer(self, name: str, last: bool) -> Layer:
         act = self.out_fmt.code_bits if self.out_fmt is not None else None

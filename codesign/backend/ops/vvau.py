@@ -128,8 +128,29 @@ class AvgPoolUnit(VVAU):
                 "window": self.mw, "reps": self.reps}
 
 
+class PeLanes(MVAU):
+    """What the global pool and the stream add (ops.streams) share: PE channel lanes, no SIMD, a word
+    of PE elements in, and the name of their Design layer."""
+
+    def fold_axes(self) -> tuple[FoldAxis, ...]:
+        """PE divides the channels."""
+        return (FoldAxis("pe", self.mh, "channels"),)
+
+    def apply_fold(self, folds: Mapping[str, LayerFold], node: Node) -> None:
+        """PE of its Design layer (1 when the design leaves it out, as the cost model)."""
+        self.pe = _pool_pe(self, folds)
+        self.simd = 1
+
+    @property
+    def in_elems(self) -> int:
+        return self.pe
+
+    def take_layer(self, layer: str, ident: str, node: Node, taken: set[str]) -> None:
+        self.layer, self.name = layer, ident
+
+
 @dataclass
-class GlobalAccPool(MVAU):
+class GlobalAccPool(PeLanes):
     """Global average pool: the sum of each channel over the `reps` pixels of the map (weights: ones,
     mw = pixels, only for the accumulator range and the thresholds), then the requantization."""
 
@@ -140,20 +161,6 @@ class GlobalAccPool(MVAU):
     def execute(self, inputs: list[Values]) -> Values:
         x = inputs[0].values
         return _requantize(self, x.reshape(len(x), self.mw, self.mh).sum(axis=1)[:, None, :])
-
-    fold_axes = AvgPoolUnit.fold_axes
-
-    def apply_fold(self, folds: Mapping[str, LayerFold], node: Node) -> None:
-        """PE of its Design layer (default 1)."""
-        self.pe = _pool_pe(self, folds)
-        self.simd = 1
-
-    @property
-    def in_elems(self) -> int:
-        return self.pe
-
-    def take_layer(self, layer: str, ident: str, node: Node, taken: set[str]) -> None:
-        self.layer, self.name = layer, ident
 
     def to_layer(self, name: str, last: bool) -> Layer:
         return Layer(name=name, type="global_avgpool", act_bits=_pool_bits(self))
