@@ -108,15 +108,63 @@ def load_dataset(name: str, data_dir: str | Path | None = None, download: bool =
 
 @lru_cache(maxsize=1)
 def _load_digits() -> Dataset:
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
+    """scikit-learn's digits (its bundled CSV, read directly: importing sklearn costs ~2 s a process),
+    split as sklearn's train_test_split(test_size=0.2, stratify=y, random_state=0) splits it."""
+    data = np.loadtxt(gzip.open(_digits_csv(), "rt"), delimiter=",")
+    x = (data[:, :-1].reshape(-1, 8, 8).astype(np.float32) / 16.0)[:, None, :, :]
+    y = data[:, -1].astype(np.int64)
+    train, test = stratified_split(y, int(np.ceil(DIGITS_TEST_FRACTION * len(y))), DIGITS_SPLIT_SEED)
+    return _make("digits", x[train], y[train], x[test], y[test])
 
-    bunch = load_digits()
-    x = (bunch.images.astype(np.float32) / 16.0)[:, None, :, :]
-    y = bunch.target.astype(np.int64)
-    x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=DIGITS_TEST_FRACTION, stratify=y,
-                                              random_state=DIGITS_SPLIT_SEED)
-    return _make("digits", x_tr, y_tr, x_te, y_te)
+
+def _digits_csv() -> Path:
+    """scikit-learn's bundled digits file (found without importing sklearn)."""
+    from importlib.util import find_spec
+
+    spec = find_spec("sklearn")
+    path = Path(next(iter(spec.submodule_search_locations or []), "")) / "datasets" / "data" / "digits.csv.gz" \
+        if spec is not None else None
+    if path is None or not path.is_file():
+        raise CodesignError("dataset digits: scikit-learn's bundled digits.csv.gz was not found; "
+                            "install scikit-learn (pip install scikit-learn)")
+    return path
+
+
+def stratified_split(y: np.ndarray, n_test: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train, test) indices: the stratified shuffle split of scikit-learn's StratifiedShuffleSplit
+    (sklearn/model_selection/_split.py, with _approximate_mode of sklearn/utils/extmath.py), drawn from
+    np.random.RandomState(seed) in the same order, so the digits split stays what it always was."""
+    rng = np.random.RandomState(seed)
+    n_train = len(y) - n_test
+    _, y_idx, counts = np.unique(y, return_inverse=True, return_counts=True)
+    by_class = np.split(np.argsort(y_idx, kind="stable"), np.cumsum(counts)[:-1])
+    n_i = _approximate_mode(counts, n_train, rng)
+    t_i = _approximate_mode(counts - n_i, n_test, rng)
+    train: list[int] = []
+    test: list[int] = []
+    for i, members in enumerate(by_class):
+        perm = members.take(rng.permutation(counts[i]), mode="clip")
+        train.extend(perm[:n_i[i]])
+        test.extend(perm[n_i[i]:n_i[i] + t_i[i]])
+    return rng.permutation(train), rng.permutation(test)
+
+
+def _approximate_mode(counts: np.ndarray, n_draws: int, rng: np.random.RandomState) -> np.ndarray:
+    """Draws per class: floor of the proportional share, the rest to the largest remainders (ties
+    broken by rng), as scikit-learn's _approximate_mode."""
+    continuous = counts / counts.sum() * n_draws
+    floored = np.floor(continuous)
+    need = int(n_draws - floored.sum())
+    if need > 0:
+        remainder = continuous - floored
+        for value in np.sort(np.unique(remainder))[::-1]:
+            (inds,) = np.where(remainder == value)
+            add = min(len(inds), need)
+            floored[rng.choice(inds, size=add, replace=False)] += 1
+            need -= add
+            if need == 0:
+                break
+    return floored.astype(int)
 
 
 def _make(name: str, x_tr: np.ndarray, y_tr: np.ndarray, x_te: np.ndarray, y_te: np.ndarray) -> Dataset:

@@ -80,6 +80,28 @@ def test_digits_split_is_fixed_stratified_and_in_range():
     assert torch.equal(again.x_test, ds.x_test) and torch.equal(again.y_train, ds.y_train)
 
 
+def test_digits_are_read_and_split_exactly_as_scikit_learn_does():
+    """quant.data reads sklearn's bundled CSV and splits it itself (no ~2 s sklearn import per process):
+    the same images, labels and train/test split as load_digits + train_test_split(stratify, seed 0)."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    from quant.data import stratified_split
+
+    bunch = load_digits()
+    x = (bunch.images.astype(np.float32) / 16.0)[:, None, :, :]
+    x_tr, x_te, y_tr, y_te = train_test_split(x, bunch.target, test_size=0.2, stratify=bunch.target, random_state=0)
+    ds = load_dataset("digits")
+    assert torch.equal(ds.x_train, torch.from_numpy(x_tr)) and torch.equal(ds.x_test, torch.from_numpy(x_te))
+    assert ds.y_train.tolist() == y_tr.tolist() and ds.y_test.tolist() == y_te.tolist()
+    # other seeds and sizes too (ties between classes' remainders are broken by the same draws)
+    y = bunch.target
+    for seed, n_test in ((1, 100), (7, 451), (3, 10)):
+        train, test = stratified_split(y, n_test, seed)
+        want_tr, want_te = train_test_split(np.arange(len(y)), test_size=n_test, stratify=y, random_state=seed)
+        assert train.tolist() == want_tr.tolist() and test.tolist() == want_te.tolist()
+
+
 # ---------------------------------------------------------------- local readers
 
 @pytest.mark.parametrize("gz", [False, True])
