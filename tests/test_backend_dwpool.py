@@ -7,13 +7,20 @@ from __future__ import annotations
 
 import shutil
 
-import numpy as np
 import onnx
 import pytest
 import torch
 from brevitas.nn import QuantConv2d, QuantIdentity, QuantLinear, QuantReLU
 from test_backend_kernel_cycles import stage_iterations
-from test_backend_models import FixedUint8Input, check_against_brevitas, digits, export, randomize, train_briefly
+from test_backend_models import (
+    FixedUint8Input,
+    check_against_brevitas,
+    digits,
+    emits_and_verifies,
+    export,
+    randomize,
+    train_briefly,
+)
 from torch import nn
 
 from codesign.backend.csim import verify
@@ -81,20 +88,7 @@ def test_hand_written_mobilenet_exports_the_ops_the_backend_reads(tmp_path):
 def test_trained_hand_written_mobilenet_is_bit_exact_and_agrees_with_brevitas(tmp_path):
     torch.manual_seed(0)
     model = train_briefly(MobileByHand(), steps=80)
-    path = export(model, tmp_path / "m.onnx")
-    _, _, x_test, y_test = digits()
-    counts = check_against_brevitas(model, lower_model(path), x_test)
-    assert counts["argmax"] == 1.0
-    with torch.no_grad():
-        logits = model(x_test).numpy()
-    assert (logits.argmax(1) == y_test.numpy()).mean() > 0.3  # it learned something: outputs are not degenerate
-    data = tmp_path / "test_data.npz"
-    np.savez(data, x=x_test.numpy(), y=y_test.numpy(), logits=logits)
-    result = emit(path, tmp_path / "hls", board="pynq-z1", test_data=data)
-    assert result.folded_by == "fold"
-    verdict = verify(tmp_path / "hls")
-    assert verdict.bit_exact and verdict.mismatches == 0 and verdict.samples == len(x_test)
-    assert verdict.argmax_agreement == 1.0
+    emits_and_verifies(model, export(model, tmp_path / "m.onnx"), tmp_path)
 
 
 @pytest.mark.slow

@@ -194,6 +194,26 @@ def check_against_brevitas(model: nn.Module, g, x: torch.Tensor, tie: float = 1e
     return {"samples": len(x), "off": int(off.sum()), "argmax": float(same.mean())}
 
 
+def emits_and_verifies(model: nn.Module, path: Path, out: Path) -> None:
+    """A trained model exported to `path`: the reference agrees with Brevitas on digits' test set, the
+    model learned something, and `emit --board pynq-z1` (folded by hw_space) verifies bit-exact."""
+    from codesign.backend.csim import verify
+    from codesign.backend.emit import emit
+    from codesign.backend.lower import lower_model
+
+    _, _, x_test, y_test = digits()
+    assert check_against_brevitas(model, lower_model(path), x_test)["argmax"] == 1.0
+    with torch.no_grad():
+        logits = model(x_test).numpy()
+    assert (logits.argmax(1) == y_test.numpy()).mean() > 0.3  # it learned something: outputs are not degenerate
+    data = out / "test_data.npz"
+    np.savez(data, x=x_test.numpy(), y=y_test.numpy(), logits=logits)
+    assert emit(path, out / "hls", board="pynq-z1", test_data=data).folded_by == "fold"
+    verdict = verify(out / "hls")
+    assert verdict.bit_exact and verdict.mismatches == 0 and verdict.samples == len(x_test)
+    assert verdict.argmax_agreement == 1.0
+
+
 # ---------------------------------------------------------------- tests of the helpers themselves
 
 

@@ -15,7 +15,15 @@ import pytest
 import torch
 from brevitas.nn import QuantConv2d, QuantIdentity, QuantLinear, QuantReLU
 from test_backend_kernel_cycles import stage_iterations
-from test_backend_models import FixedUint8Input, check_against_brevitas, digits, export, randomize, train_briefly
+from test_backend_models import (
+    FixedUint8Input,
+    check_against_brevitas,
+    digits,
+    emits_and_verifies,
+    export,
+    randomize,
+    train_briefly,
+)
 from torch import nn
 
 from codesign.backend.csim import verify
@@ -266,20 +274,7 @@ def test_trained_residual_design_yaml_emits_and_verifies_bit_exact(tmp_path, cap
 def test_trained_hand_written_resnet_is_bit_exact_and_agrees_with_brevitas(tmp_path):
     torch.manual_seed(0)
     model = train_briefly(ResByHand(), steps=80)
-    path = tmp_path / "r.onnx"
-    export(model, path)
-    _, _, x_test, y_test = digits()
-    assert check_against_brevitas(model, lower_model(path), x_test)["argmax"] == 1.0
-    with torch.no_grad():
-        logits = model(x_test).numpy()
-    assert (logits.argmax(1) == y_test.numpy()).mean() > 0.3  # it learned something
-    data = tmp_path / "test_data.npz"
-    np.savez(data, x=x_test.numpy(), y=y_test.numpy(), logits=logits)
-    result = emit(path, tmp_path / "hls", board="pynq-z1", test_data=data)
-    assert result.folded_by == "fold"
-    verdict = verify(tmp_path / "hls")
-    assert verdict.bit_exact and verdict.mismatches == 0 and verdict.samples == len(x_test)
-    assert verdict.argmax_agreement == 1.0
+    emits_and_verifies(model, export(model, tmp_path / "r.onnx"), tmp_path)
 
 
 class InputShortcut(nn.Module):
