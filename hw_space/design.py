@@ -151,9 +151,14 @@ class Network:
 
     # ------------------------------------------------------------ shapes and values
 
+    @property
+    def input_shape(self) -> Shape:
+        """The shape of the network input."""
+        return Shape(self.input.channels, self.input.height, self.input.width)
+
     def shapes(self) -> list[tuple[Shape, Shape]]:
         """(input shape, output shape) of every layer, in topological order; a dense layer flattens its input."""
-        first = Shape(self.input.channels, self.input.height, self.input.width)
+        first = self.input_shape
         out: list[tuple[Shape, Shape]] = []
         for j in self.order():
             p = self._producers[j][0]
@@ -515,17 +520,13 @@ def _check_shapes(r: Reader, net: Network) -> None:
         layer.kind.check(r, layer, where, shape_in, shape_out)
         ps = net.producers(j)
         if len(ps) > 1:
-            layer.kind.check_join(r, layer, where, [shapes[p][1] if p >= 0 else _input_shape(net) for p in ps],
+            layer.kind.check_join(r, layer, where, [shapes[p][1] if p >= 0 else net.input_shape for p in ps],
                                   [net.output_bits(p) for p in ps])
     last = len(net.layers) - 1
     for j in net.order()[:-1]:
         if not net.consumers(j):
             raise r.fail(f"network.layers[{j}] ({net.layers[j].name})", "no layer reads its output; every layer "
                          f"but the last ({net.layers[last].name}) must feed a later one (branches end in an add)")
-
-
-def _input_shape(net: Network) -> Shape:
-    return Shape(net.input.channels, net.input.height, net.input.width)
 
 
 def _parse_hardware(r: Reader, data: Any, net: Network) -> Hardware:

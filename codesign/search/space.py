@@ -355,8 +355,9 @@ class SearchSpace:
         after_dw = {net.layers[i].name for i in range(1, len(net.layers)) if net.layers[i - 1].name in depthwise}
         # a residual block (residual_block): its main conv is the add's first input; the conv before it and
         # a projection (a conv naming its input) share the main conv's slot
+        add_of = {a.inputs[0]: a for a in net.layers if a.type == "add"}  # main conv -> its add
         first_of = {net.layers[j].name: net.layers[net.producers(j)[0]] for j in range(len(net.layers))
-                    if any(a.type == "add" and a.inputs[0] == net.layers[j].name for a in net.layers)}
+                    if net.layers[j].name in add_of}
         proj = {l.name for l in net.layers if l.type == "conv" and l.inputs}
         inner = {first.name for first in first_of.values()} | proj
         convs = [l for l in net.layers if l.type == "conv" and l.name not in depthwise | inner]
@@ -395,8 +396,7 @@ class SearchSpace:
             # a separable block's depthwise conv shares its pointwise conv's slot: a level must give both folds
             dw_of = {net.layers[i].name: net.layers[i - 1].name for i in range(1, len(net.layers))
                      if net.layers[i].name in after_dw}
-            shares = {l.name: [first_of[l.name].name] + [p for p in proj if any(
-                a.type == "add" and a.inputs == (l.name, p) for a in net.layers)] for l in convs if l.name in first_of}
+            shares = {m: [first.name] + [s for s in add_of[m].inputs[1:] if s in proj] for m, first in first_of.items()}
             for slot, layer in zip(slots, convs + dense):
                 names = [layer.name] + ([dw_of[layer.name]] if layer.name in dw_of else []) + shares.get(layer.name, [])
                 want = {n: hw.fold(n) for n in names}
